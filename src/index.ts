@@ -1,0 +1,33 @@
+/**
+ * reef: a WebGPU compute engine for volumetric transformers. The public API is the same in Node,
+ * Deno and the browser.
+ */
+export { Runtime, type RuntimeOptions, type DispatchCall } from './gpu/runtime.js';
+export type { Caps } from './gpu/caps.js';
+export type { MemoryStats } from './gpu/buffer-pool.js';
+export type { KernelProfile, Work } from './gpu/profiler.js';
+export { formatProfile } from './gpu/profiler.js';
+export { ReefError, NoAdapterError, GpuValidationError, GpuOutOfMemoryError, DeviceLostError } from './gpu/errors.js';
+
+export { Tensor, tidy, keep, type DType } from './tensor/tensor.js';
+export { tensor, empty, randn, makeRng, type TensorOptions } from './tensor/create.js';
+export { zeros, ones, full } from './tensor/fill.js';
+export { noGrad, isGradEnabled } from './tensor/grad-mode.js';
+export { backward, zeroGrad } from './tensor/backward.js';
+
+export { matmul, planMatmul, MATMUL_VARIANTS, type MatmulOptions, type MatmulVariant } from './ops/matmul.js';
+export { add, sub, mul, div } from './ops/binary.js';
+export { scale, neg, gelu } from './ops/pointwise.js';
+export { layerNorm } from './ops/layernorm.js';
+export { softmax, logSoftmax } from './ops/softmax.js';
+export { sum, mean, sumTo } from './ops/reduce.js';
+export { reshape, permute, transpose, slice, concat, expand } from './ops/shape.js';
+export { crossEntropySoft } from './ops/cross-entropy.js';
+export { cast } from './ops/cast.js';
+
+import { Runtime, type RuntimeOptions } from './gpu/runtime.js';
+
+/** Gets a WebGPU device for this host (or wraps the one given) and returns reef's runtime on it. */
+export function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
+  return Runtime.create(options);
+}

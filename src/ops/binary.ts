@@ -1,0 +1,103 @@
+/** a ∘ b with NumPy broadcasting, ∘ ∈ {+, −, ×, ÷}; gradients are summed back over broadcast axes. */
+import code from '../../shaders/binary.wgsl';
+import type { ShaderFile } from '../gpu/kernel.js';
+import { ReefError } from '../gpu/errors.js';
+import { empty } from '../tensor/create.js';
+import { noGrad } from '../tensor/grad-mode.js';
+import { record } from '../tensor/tape.js';
+import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
+import { broadcastShapes, broadcastStrides, grid1d, pack8, sameShape } from './geometry.js';
+import { neg } from './pointwise.js';
+import { sumTo } from './reduce.js';
+
+export const BINARY: ShaderFile = { name: 'binary', code };
+
+const OPS = { add: 0, sub: 1, mul: 2, div: 3 } as const;
+type BinaryOp = keyof typeof OPS;
+
+function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
+  if (a.dtype !== b.dtype) throw new ReefError(`${op}: element types differ (${a.describe()}, ${b.describe()})`);
+  if (a.rt !== b.rt) throw new ReefError(`${op}: tensors belong to different runtimes`);
+  const shape = broadcastShapes(a.shape, b.shape, op);
+  const out = empty(a.rt, shape, a.dtype, op);
+  const n = out.size;
+  if (n === 0) return out;
+  const plain = sameShape(a.shape, shape) && sameShape(b.shape, shape);
+  a.rt.dispatch({
+    kernel: { shader: BINARY, entry: 'main', elem: a.dtype, overrides: { OP: OPS[op], BROADCAST: !plain } },
+    buffers: { a: a.buffer, b: b.buffer, out: out.buffer },
+    params: {
+      n,
+      rank: shape.length,
+      shape: pack8(shape, op),
+      strideA: pack8(broadcastStrides(a.shape, shape), op),
+      strideB: pack8(broadcastStrides(b.shape, shape), op),
+    },
+    workgroups: grid1d(n, 256, a.rt.caps.maxWorkgroupsPerDimension),
+    work: { flops: n, bytes: 3 * n * BYTES_PER_ELEMENT[a.dtype] },
+  });
+  return out;
+}
+
+/** Sums g back to `shape` and frees the intermediate when a new tensor was made. */
+function reduceTo(g: Tensor, shape: readonly number[]): Tensor {
+  return sumTo(g, shape);
+}
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  const out = binaryKernel('add', a, b);
+  return record('add', out, [a, b], [], (g) => [reduceTo(g, a.shape), reduceTo(g, b.shape)]);
+}
+
+export function sub(a: Tensor, b: Tensor): Tensor {
+  const out = binaryKernel('sub', a, b);
+  return record('sub', out, [a, b], [], (g) => {
+    const gb = reduceTo(g, b.shape);
+    const ngb = neg(gb);
+    gb.dispose();
+    return [reduceTo(g, a.shape), ngb];
+  });
+}
+
+export function mul(a: Tensor, b: Tensor): Tensor {
+  const out = binaryKernel('mul', a, b);
+  return record('mul', out, [a, b], [a, b], (g, [as, bs]) => {
+    const ga = a.requiresGrad ? productTo(g, bs!, a.shape) : null;
+    const gb = b.requiresGrad ? productTo(g, as!, b.shape) : null;
+    return [ga, gb];
+  });
+}
+
+export function div(a: Tensor, b: Tensor): Tensor {
+  const out = binaryKernel('div', a, b);
+  return record('div', out, [a, b], [a, b], (g, [as, bs]) =>
+    noGrad(() => {
+      const ga = a.requiresGrad ? quotientTo(g, bs!, a.shape) : null;
+      let gb: Tensor | null = null;
+      if (b.requiresGrad) {
+        // ∂(a/b)/∂b = −a/b²
+        const q = binaryKernel('div', as!, bs!);
+        const q2 = binaryKernel('div', q, bs!);
+        const t = binaryKernel('mul', g, q2);
+        const s = reduceTo(t, b.shape);
+        gb = neg(s);
+        for (const x of [q, q2, t, s]) x.dispose();
+      }
+      return [ga, gb];
+    }),
+  );
+}
+
+function productTo(g: Tensor, other: Tensor, shape: readonly number[]): Tensor {
+  const t = binaryKernel('mul', g, other);
+  const r = reduceTo(t, shape);
+  t.dispose();
+  return r;
+}
+
+function quotientTo(g: Tensor, other: Tensor, shape: readonly number[]): Tensor {
+  const t = binaryKernel('div', g, other);
+  const r = reduceTo(t, shape);
+  t.dispose();
+  return r;
+}

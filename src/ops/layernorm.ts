@@ -1,0 +1,70 @@
+/** LayerNorm over the last axis (PyTorch semantics: biased variance, eps inside the sqrt). */
+import code from '../../shaders/layernorm.wgsl';
+import type { ShaderFile } from '../gpu/kernel.js';
+import { ReefError } from '../gpu/errors.js';
+import { empty } from '../tensor/create.js';
+import { noGrad } from '../tensor/grad-mode.js';
+import { record } from '../tensor/tape.js';
+import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
+import { gridRows } from './geometry.js';
+import { sum } from './reduce.js';
+
+export const LAYERNORM: ShaderFile = { name: 'layernorm', code };
+const WG = 64;
+const ROWS_PER_CHUNK = 64;
+
+export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
+  const C = x.shape[x.ndim - 1];
+  if (C === undefined || C === 0) throw new ReefError(`layerNorm: ${x.describe()} has no channels`);
+  const affine = weight !== null;
+  if ((weight === null) !== (bias === null)) throw new ReefError('layerNorm: give both weight and bias, or neither');
+  for (const p of [weight, bias]) {
+    if (p && (p.ndim !== 1 || p.shape[0] !== C || p.dtype !== x.dtype)) throw new ReefError(`layerNorm: parameter ${p.describe()} must be ${x.dtype}[${C}]`);
+  }
+  const rt = x.rt;
+  const rows = x.size / C;
+  const y = empty(rt, x.shape, x.dtype, 'layernorm');
+  const stats = empty(rt, [rows, 2], 'f32', 'layernorm_stats');
+  const params = { rows, C, eps, chunks: Math.ceil(rows / ROWS_PER_CHUNK) };
+  const bytes = BYTES_PER_ELEMENT[x.dtype];
+  if (rows > 0) {
+    rt.dispatch({
+      kernel: { shader: LAYERNORM, entry: 'forward', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
+      buffers: { x: x.buffer, weight: (weight ?? x).buffer, bias: (bias ?? x).buffer, y: y.buffer, stats: stats.buffer },
+      params,
+      workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
+      work: { flops: 8 * x.size, bytes: 3 * x.size * bytes },
+    });
+  }
+  const inputs = affine ? [x, weight!, bias!] : [x];
+  const out = record('layerNorm', y, inputs, affine ? [x, stats, weight!] : [x, stats], (g, saved) =>
+    noGrad(() => {
+      const [xs, st, w] = saved as [Tensor, Tensor, Tensor | undefined];
+      const dx = empty(rt, x.shape, x.dtype, 'layernorm_dx');
+      rt.dispatch({
+        kernel: { shader: LAYERNORM, entry: 'backward_input', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
+        buffers: { x: xs.buffer, weight: (w ?? xs).buffer, grad: g.buffer, y: dx.buffer, stats: st.buffer },
+        params,
+        workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
+        work: { flops: 10 * x.size, bytes: 3 * x.size * bytes },
+      });
+      if (!affine) return [dx];
+      const partialW = empty(rt, [params.chunks, C], 'f32', 'layernorm_dw_partial');
+      const partialB = empty(rt, [params.chunks, C], 'f32', 'layernorm_db_partial');
+      rt.dispatch({
+        kernel: { shader: LAYERNORM, entry: 'backward_params', elem: x.dtype, consts: { WG, ROWS_PER_CHUNK } },
+        buffers: { x: xs.buffer, grad: g.buffer, stats: st.buffer, dweight: partialW.buffer, dbias: partialB.buffer },
+        params,
+        workgroups: [Math.ceil(C / WG), params.chunks],
+        work: { flops: 4 * x.size, bytes: 2 * x.size * bytes },
+      });
+      const dw = sum(partialW, [0]);
+      const db = sum(partialB, [0]);
+      partialW.dispose();
+      partialB.dispose();
+      return [dx, dw, db];
+    }),
+  );
+  stats.dispose();
+  return out;
+}

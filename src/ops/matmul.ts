@@ -1,0 +1,194 @@
+/**
+ * Matrix multiply: batched, either operand transposed, optional fused bias.
+ *
+ *   a: [...batch, M, K] ([..., K, M] with transA)   b: [...batch, K, N] ([..., N, K] with transB), or 2-D
+ *   out: [...batch, M, N] = op(a) · op(b) + bias[N]
+ *
+ * Three kernels: `tiled` (workgroup-memory tiles + register blocks, for GPUs), `regblock` (register
+ * blocks with no workgroup memory or barriers, for CPU adapters) and `naive` (the baseline). The
+ * variant is chosen from the adapter and shape, or forced with REEF_MATMUL / the `variant` option.
+ */
+import naiveCode from '../../shaders/matmul_naive.wgsl';
+import regblockCode from '../../shaders/matmul_regblock.wgsl';
+import tiledCode from '../../shaders/matmul_tiled.wgsl';
+import type { KernelKey, ShaderFile } from '../gpu/kernel.js';
+import type { Runtime } from '../gpu/runtime.js';
+import { ReefError } from '../gpu/errors.js';
+import { empty } from '../tensor/create.js';
+import { noGrad } from '../tensor/grad-mode.js';
+import { record } from '../tensor/tape.js';
+import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
+import { sameShape } from './geometry.js';
+import { sum } from './reduce.js';
+import { reshape } from './shape.js';
+
+export const MATMUL_SHADERS = {
+  naive: { name: 'matmul_naive', code: naiveCode },
+  regblock: { name: 'matmul_regblock', code: regblockCode },
+  tiled: { name: 'matmul_tiled', code: tiledCode },
+} satisfies Record<string, ShaderFile>;
+
+export type MatmulVariant = keyof typeof MATMUL_SHADERS;
+export const MATMUL_VARIANTS = Object.keys(MATMUL_SHADERS) as MatmulVariant[];
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  bias?: Tensor | null;
+  variant?: MatmulVariant;
+}
+
+/** Tile configuration of a variant, chosen from the problem's shape. */
+export interface MatmulPlan {
+  variant: MatmulVariant;
+  consts: Record<string, number>;
+  /** Output rows and columns covered by one workgroup. */
+  tileM: number;
+  tileN: number;
+}
+
+export function planMatmul(rt: Runtime, M: number, N: number, variant?: MatmulVariant): MatmulPlan {
+  const forced = (rt.host.env('REEF_MATMUL') as MatmulVariant | undefined) || undefined;
+  const v = variant ?? forced ?? (rt.caps.isCpu ? 'regblock' : 'tiled');
+  if (!MATMUL_VARIANTS.includes(v)) throw new ReefError(`unknown matmul variant '${v}' (have ${MATMUL_VARIANTS.join(', ')})`);
+  switch (v) {
+    case 'naive':
+      return { variant: v, consts: {}, tileM: 16, tileN: 16 };
+    case 'regblock': {
+      // Narrow outputs (e.g. N = 48 in a stage-1 block) get narrower workgroups so few lanes idle.
+      const WG = N <= 64 ? 16 : N <= 256 ? 32 : 64;
+      const TN = 4;
+      const TM = M >= 64 ? 8 : 4;
+      return { variant: v, consts: { WG, TN, TM }, tileM: TM, tileN: WG * TN };
+    }
+    case 'tiled': {
+      const big = M >= 512 && N >= 512;
+      const c = big ? { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 } : { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
+      return { variant: v, consts: c, tileM: c.BM, tileN: c.BN };
+    }
+  }
+}
+
+interface Geometry {
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  outShape: number[];
+  strideA: number;
+  strideB: number;
+}
+
+function geometry(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Geometry {
+  const fail = (why: string): never => {
+    throw new ReefError(`matmul${transA ? ' (a transposed)' : ''}${transB ? ' (b transposed)' : ''}: ${a.describe()} · ${b.describe()}: ${why}`);
+  };
+  if (a.ndim < 2 || b.ndim < 2) fail('both operands need at least 2 dimensions');
+  if (a.dtype !== b.dtype) fail('element types differ');
+  const [ar, ac] = a.shape.slice(-2) as [number, number];
+  const [br, bc] = b.shape.slice(-2) as [number, number];
+  const M = transA ? ac : ar;
+  const K = transA ? ar : ac;
+  const Kb = transB ? bc : br;
+  const N = transB ? br : bc;
+  if (K !== Kb) fail(`inner dimensions ${K} and ${Kb} differ`);
+  const batchA = a.shape.slice(0, -2);
+  const batchB = b.shape.slice(0, -2);
+  let batchShape: readonly number[];
+  if (batchB.length === 0) batchShape = batchA;
+  else if (batchA.length === 0) batchShape = batchB;
+  else if (sameShape(batchA, batchB)) batchShape = batchA;
+  else return fail('batch dimensions differ (one operand may be 2-D, else they must match)');
+  const batch = batchShape.reduce((p, d) => p * d, 1);
+  return {
+    batch,
+    M,
+    N,
+    K,
+    outShape: [...batchShape, M, N],
+    strideA: batchA.length ? M * K : 0,
+    strideB: batchB.length ? K * N : 0,
+  };
+}
+
+/** Records the kernel for out = op(a)·op(b) (+ bias). No autograd. */
+function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: boolean, transB: boolean, bias: Tensor | null, variant?: MatmulVariant): void {
+  const rt = a.rt;
+  let { batch, M, strideA } = g;
+  // A 2-D weight shared by a batch of untransposed rows is one tall GEMM: better tiles, one dispatch.
+  if (batch > 1 && g.strideB === 0 && !transA) {
+    M *= batch;
+    batch = 1;
+    strideA = 0;
+  }
+  const { N, K } = g;
+  if (batch * M * N === 0) return;
+  const plan = planMatmul(rt, M, N, variant);
+  const key: KernelKey = {
+    shader: MATMUL_SHADERS[plan.variant],
+    entry: 'main',
+    elem: a.dtype,
+    consts: plan.consts,
+    overrides: { TRANS_A: transA, TRANS_B: transB, HAS_BIAS: bias !== null },
+  };
+  const bytesPer = BYTES_PER_ELEMENT[a.dtype];
+  rt.dispatch({
+    kernel: key,
+    buffers: { a: a.buffer, b: b.buffer, bias: bias ? bias.buffer : rt.dummy, c: out.buffer },
+    params: { M, N, K, strideA, strideB: g.strideB, strideC: M * N },
+    workgroups: [Math.ceil(N / plan.tileN), Math.ceil(M / plan.tileM), batch],
+    work: { flops: 2 * batch * M * N * K, bytes: bytesPer * (a.size + b.size + out.size) },
+  });
+}
+
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const bias = opts.bias ?? null;
+  const g = geometry(a, b, transA, transB);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== g.N || bias.dtype !== a.dtype)) {
+    throw new ReefError(`matmul: bias ${bias.describe()} must be ${a.dtype}[${g.N}]`);
+  }
+  const out = empty(a.rt, g.outShape, a.dtype, 'matmul');
+  matmulKernel(a, b, out, g, transA, transB, bias, opts.variant);
+  const inputs = bias ? [a, b, bias] : [a, b];
+  return record('matmul', out, inputs, [a, b], (grad, [as, bs]) =>
+    noGrad(() => {
+      const variant = opts.variant;
+      const da = a.requiresGrad ? gradA(as!, bs!, grad, transA, transB, variant) : null;
+      const db = b.requiresGrad ? gradB(as!, bs!, grad, transA, transB, variant) : null;
+      const dbias = bias?.requiresGrad ? sum(grad, grad.shape.slice(0, -1).map((_, i) => i)) : null;
+      return bias ? [da, db, dbias] : [da, db];
+    }),
+  );
+}
+
+/** Sums a batched gradient over its batch axes when the operand was a shared 2-D matrix. */
+function sharedGrad(batched: Tensor, operand: Tensor): Tensor {
+  if (batched.ndim === operand.ndim) return batched;
+  const s = sum(batched, batched.shape.slice(0, -2).map((_, i) => i));
+  batched.dispose();
+  return s;
+}
+
+// dA: op(A) = G·op(B)ᵀ. Stored A (transA) is the transpose of that: op(B)·Gᵀ.
+function gradA(a: Tensor, b: Tensor, g: Tensor, transA: boolean, transB: boolean, variant?: MatmulVariant): Tensor {
+  const d = transA ? matmul(b, g, { transA: transB, transB: true, variant }) : matmul(g, b, { transB: !transB, variant });
+  return sharedGrad(d, a);
+}
+
+// dB: op(B) = op(A)ᵀ·G. Stored B (transB) is Gᵀ·op(A).
+function gradB(a: Tensor, b: Tensor, g: Tensor, transA: boolean, transB: boolean, variant?: MatmulVariant): Tensor {
+  if (b.ndim === 2 && g.ndim > 2 && !transA) {
+    // Shared weight: fold the batch into the rows, one GEMM sums over it.
+    const rows = g.size / g.shape[g.ndim - 1]!;
+    const a2 = reshape(a, [rows, a.shape[a.ndim - 1]!]);
+    const g2 = reshape(g, [rows, g.shape[g.ndim - 1]!]);
+    const d = transB ? matmul(g2, a2, { transA: true, variant }) : matmul(a2, g2, { transA: true, variant });
+    a2.dispose();
+    g2.dispose();
+    return d;
+  }
+  const d = transB ? matmul(g, a, { transA: true, transB: transA, variant }) : matmul(a, g, { transA: !transA, variant });
+  return sharedGrad(d, b);
+}

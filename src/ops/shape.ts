@@ -1,0 +1,145 @@
+/**
+ * Shape ops: reshape (shares the buffer), and permute, slice, concat and broadcast expansion, all
+ * as one strided-copy kernel.
+ */
+import code from '../../shaders/copy_strided.wgsl';
+import type { ShaderFile } from '../gpu/kernel.js';
+import { ReefError } from '../gpu/errors.js';
+import { empty } from '../tensor/create.js';
+import { zeros } from '../tensor/fill.js';
+import { record } from '../tensor/tape.js';
+import { BYTES_PER_ELEMENT, numel, Tensor } from '../tensor/tensor.js';
+import { broadcastStrides, contiguousStrides, grid1d, normalizeAxis, pack8, sameShape } from './geometry.js';
+import { sumTo } from './reduce.js';
+
+export const COPY_STRIDED: ShaderFile = { name: 'copy_strided', code };
+
+interface StridedCopy {
+  shape: readonly number[];
+  inOffset?: number;
+  inStride: readonly number[];
+  outOffset?: number;
+  outStride: readonly number[];
+}
+
+/** dst[outOffset + Σ i·outStride] = src[inOffset + Σ i·inStride] over `shape`. */
+export function copyStrided(src: Tensor, dst: Tensor, c: StridedCopy): void {
+  if (src.dtype !== dst.dtype) throw new ReefError(`copy: ${src.describe()} → ${dst.describe()} changes the element type`);
+  const n = numel(c.shape);
+  if (n === 0) return;
+  const rt = dst.rt;
+  rt.dispatch({
+    kernel: { shader: COPY_STRIDED, entry: 'main', elem: dst.dtype },
+    buffers: { src: src.buffer, dst: dst.buffer },
+    params: {
+      n,
+      rank: c.shape.length,
+      inOffset: c.inOffset ?? 0,
+      outOffset: c.outOffset ?? 0,
+      shape: pack8(c.shape, 'copy'),
+      inStride: pack8(c.inStride, 'copy'),
+      outStride: pack8(c.outStride, 'copy'),
+    },
+    workgroups: grid1d(n, 256, rt.caps.maxWorkgroupsPerDimension),
+    work: { bytes: 2 * n * BYTES_PER_ELEMENT[dst.dtype] },
+  });
+}
+
+/** Same data, new shape (one dimension may be -1). Shares the buffer. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  const target = [...shape];
+  const free = target.indexOf(-1);
+  if (free >= 0) {
+    const known = target.reduce((p, d, i) => (i === free ? p : p * d), 1);
+    if (known === 0 || x.size % known !== 0) throw new ReefError(`reshape: cannot infer -1 in [${shape.join(', ')}] for ${x.describe()}`);
+    target[free] = x.size / known;
+  }
+  if (numel(target) !== x.size) throw new ReefError(`reshape: ${x.describe()} has ${x.size} elements, [${target.join(', ')}] has ${numel(target)}`);
+  const out = new Tensor(x.rt, x.storage.retain(), target, x.dtype);
+  return record('reshape', out, [x], [], (g) => [reshape(g, x.shape)]);
+}
+
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  const rank = x.ndim;
+  if (perm.length !== rank || new Set(perm).size !== rank || perm.some((p) => p < 0 || p >= rank || !Number.isInteger(p))) {
+    throw new ReefError(`permute: [${perm.join(', ')}] is not a permutation of ${rank} axes`);
+  }
+  const outShape = perm.map((p) => x.shape[p]!);
+  const out = empty(x.rt, outShape, x.dtype, 'permute');
+  const inStrides = contiguousStrides(x.shape);
+  copyStrided(x, out, { shape: outShape, inStride: perm.map((p) => inStrides[p]!), outStride: contiguousStrides(outShape) });
+  const inverse = new Array<number>(rank);
+  perm.forEach((p, i) => (inverse[p] = i));
+  return record('permute', out, [x], [], (g) => [permute(g, inverse)]);
+}
+
+export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
+  const perm = x.shape.map((_, i) => i);
+  const a = normalizeAxis(axis0, x.ndim, 'transpose');
+  const b = normalizeAxis(axis1, x.ndim, 'transpose');
+  [perm[a], perm[b]] = [perm[b]!, perm[a]!];
+  return permute(x, perm);
+}
+
+/** x[starts[0]:ends[0], starts[1]:ends[1], …] (half-open, one range per axis). */
+export function slice(x: Tensor, starts: readonly number[], ends: readonly number[]): Tensor {
+  if (starts.length !== x.ndim || ends.length !== x.ndim) throw new ReefError(`slice: ${x.describe()} needs ${x.ndim} starts and ends`);
+  starts.forEach((s, i) => {
+    const e = ends[i]!;
+    if (!(Number.isInteger(s) && Number.isInteger(e) && s >= 0 && s <= e && e <= x.shape[i]!)) {
+      throw new ReefError(`slice: range ${s}:${e} is outside axis ${i} of ${x.describe()}`);
+    }
+  });
+  const outShape = starts.map((s, i) => ends[i]! - s);
+  const strides = contiguousStrides(x.shape);
+  const offset = starts.reduce((o, s, i) => o + s * strides[i]!, 0);
+  const out = empty(x.rt, outShape, x.dtype, 'slice');
+  copyStrided(x, out, { shape: outShape, inOffset: offset, inStride: strides, outStride: contiguousStrides(outShape) });
+  return record('slice', out, [x], [], (g) => {
+    const gx = zeros(x.rt, x.shape, { dtype: x.dtype });
+    copyStrided(g, gx, { shape: outShape, inStride: contiguousStrides(outShape), outOffset: offset, outStride: strides });
+    return [gx];
+  });
+}
+
+export function concat(xs: readonly Tensor[], axis: number): Tensor {
+  const first = xs[0];
+  if (!first) throw new ReefError('concat: no tensors given');
+  const ax = normalizeAxis(axis, first.ndim, 'concat');
+  for (const t of xs) {
+    if (t.ndim !== first.ndim || t.dtype !== first.dtype || t.shape.some((d, i) => i !== ax && d !== first.shape[i])) {
+      throw new ReefError(`concat: ${t.describe()} does not match ${first.describe()} off axis ${ax}`);
+    }
+  }
+  const outShape = [...first.shape];
+  outShape[ax] = xs.reduce((s, t) => s + t.shape[ax]!, 0);
+  const out = empty(first.rt, outShape, first.dtype, 'concat');
+  const outStrides = contiguousStrides(outShape);
+  const offsets: number[] = [];
+  let at = 0;
+  for (const t of xs) {
+    offsets.push(at);
+    copyStrided(t, out, { shape: t.shape, inStride: contiguousStrides(t.shape), outOffset: at * outStrides[ax]!, outStride: outStrides });
+    at += t.shape[ax]!;
+  }
+  return record('concat', out, xs, [], (g) =>
+    xs.map((t, i) => {
+      const starts = outShape.map((_, d) => (d === ax ? offsets[i]! : 0));
+      const ends = outShape.map((n, d) => (d === ax ? offsets[i]! + t.shape[ax]! : n));
+      return slice(g, starts, ends);
+    }),
+  );
+}
+
+/** Broadcasts x to `shape` (NumPy rules), materialising the copy. */
+export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  if (sameShape(x.shape, shape)) return reshape(x, shape);
+  if (shape.length < x.ndim) throw new ReefError(`expand: cannot broadcast ${x.describe()} to [${shape.join(', ')}]`);
+  x.shape.forEach((d, i) => {
+    const o = shape[shape.length - x.ndim + i]!;
+    if (d !== 1 && d !== o) throw new ReefError(`expand: cannot broadcast ${x.describe()} to [${shape.join(', ')}]`);
+  });
+  const out = empty(x.rt, shape, x.dtype, 'expand');
+  copyStrided(x, out, { shape, inStride: broadcastStrides(x.shape, shape), outStride: contiguousStrides(shape) });
+  return record('expand', out, [x], [], (g) => [sumTo(g, x.shape)]);
+}

@@ -1,0 +1,104 @@
+/**
+ * Reverse-mode differentiation over the tape. Nodes run in reverse topological order; each node's
+ * saved tensors and its output gradient are freed as soon as it has run, so peak memory during
+ * backward stays near that of the forward pass. Leaf gradients accumulate into `.grad`.
+ */
+import { ReefError } from '../gpu/errors.js';
+import { add } from '../ops/binary.js';
+import { accumulate } from '../ops/pointwise.js';
+import { sameShape } from '../ops/geometry.js';
+import { ones } from './fill.js';
+import { noGrad } from './grad-mode.js';
+import { releaseNode } from './tape.js';
+import { keep, type Tensor } from './tensor.js';
+
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  const stack: [Tensor, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [t, done] = stack.pop()!;
+    if (done) {
+      order.push(t);
+      continue;
+    }
+    if (seen.has(t) || !t.gradFn) continue;
+    seen.add(t);
+    stack.push([t, true]);
+    for (const i of t.gradFn.inputs) if (i.gradFn && !seen.has(i)) stack.push([i, false]);
+  }
+  return order; // inputs before outputs
+}
+
+/** Back-propagates from `root` (a scalar, unless `grad` is given), accumulating leaf `.grad`s. */
+export function backward(root: Tensor, grad?: Tensor): void {
+  if (!root.requiresGrad) throw new ReefError(`backward: ${root.describe()} does not require grad (no input had requiresGrad, or it was made under noGrad)`);
+  if (!grad && root.size !== 1) throw new ReefError(`backward: ${root.describe()} is not a scalar; pass the output gradient`);
+  if (grad && !sameShape(grad.shape, root.shape)) throw new ReefError(`backward: gradient ${grad.describe()} does not match ${root.describe()}`);
+  noGrad(() => {
+    const grads = new Map<Tensor, Tensor>();
+    const seed = grad ? grad.share() : ones(root.rt, root.shape, { dtype: root.dtype });
+    keep(seed);
+    if (!root.gradFn) {
+      addLeafGrad(root, seed);
+      return;
+    }
+    grads.set(root, seed);
+    const order = topoOrder(root);
+    for (let k = order.length - 1; k >= 0; k--) {
+      const t = order[k]!;
+      const node = t.gradFn!;
+      const g = grads.get(t);
+      grads.delete(t);
+      t.gradFn = null; // the graph is consumed, as in PyTorch without retain_graph
+      if (!g) {
+        releaseNode(node);
+        continue;
+      }
+      const gins = node.backward(g, node.saved);
+      releaseNode(node);
+      g.dispose();
+      node.inputs.forEach((input, i) => {
+        const gi = gins[i];
+        if (!gi) return;
+        keep(gi);
+        if (!input.requiresGrad) return gi.dispose();
+        if (!sameShape(gi.shape, input.shape)) {
+          throw new ReefError(`backward of ${node.op}: gradient ${gi.describe()} does not match input ${input.describe()}`);
+        }
+        if (!input.gradFn) return addLeafGrad(input, gi);
+        const prev = grads.get(input);
+        grads.set(input, prev ? sumInto(prev, gi) : gi);
+      });
+    }
+    for (const g of grads.values()) g.dispose();
+  });
+}
+
+function addLeafGrad(leaf: Tensor, g: Tensor): void {
+  leaf.grad = leaf.grad ? keep(sumInto(leaf.grad, g)) : g;
+}
+
+/**
+ * total + g, consuming both handles. In place when `total` owns its buffer; a gradient may share
+ * its buffer with another (reshape, or the two inputs of an add), and then a new one is made.
+ */
+function sumInto(total: Tensor, g: Tensor): Tensor {
+  if (!total.storage.shared) {
+    accumulate(total, g);
+    g.dispose();
+    return total;
+  }
+  const out = add(total, g);
+  total.dispose();
+  g.dispose();
+  return out;
+}
+
+/** Clears `.grad` of the given tensors (before the next accumulation window). */
+export function zeroGrad(params: Iterable<Tensor>): void {
+  for (const p of params) {
+    p.grad?.dispose();
+    p.grad = null;
+  }
+}

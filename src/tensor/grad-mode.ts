@@ -1,0 +1,17 @@
+/** Whether ops record onto the autograd tape. Off inside `noGrad`. */
+let enabled = true;
+
+export function isGradEnabled(): boolean {
+  return enabled;
+}
+
+/** Runs `fn` without recording gradients (inference, optimizer updates, EMA). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = enabled;
+  enabled = false;
+  try {
+    return fn();
+  } finally {
+    enabled = prev;
+  }
+}
