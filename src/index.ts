@@ -13,7 +13,7 @@ export { Tensor, tidy, keep, type DType } from './tensor/tensor.js';
 export { tensor, empty, randn, makeRng, type TensorOptions } from './tensor/create.js';
 export { zeros, ones, full } from './tensor/fill.js';
 export { noGrad, isGradEnabled } from './tensor/grad-mode.js';
-export { backward, zeroGrad } from './tensor/backward.js';
+export { backward, zeroGrad, releaseGraph } from './tensor/backward.js';
 
 export { matmul, planMatmul, MATMUL_VARIANTS, type MatmulOptions, type MatmulVariant } from './ops/matmul.js';
 export { add, sub, mul, div } from './ops/binary.js';

@@ -95,6 +95,17 @@ function sumInto(total: Tensor, g: Tensor): Tensor {
   return out;
 }
 
+/**
+ * Frees the tape behind `root` without running backward (a forward pass made with gradients on
+ * whose result will not be differentiated). Inference should run under `noGrad` instead.
+ */
+export function releaseGraph(root: Tensor): void {
+  for (const t of topoOrder(root)) {
+    releaseNode(t.gradFn!);
+    t.gradFn = null;
+  }
+}
+
 /** Clears `.grad` of the given tensors (before the next accumulation window). */
 export function zeroGrad(params: Iterable<Tensor>): void {
   for (const p of params) {
