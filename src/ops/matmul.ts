@@ -36,6 +36,8 @@ export interface MatmulOptions {
   transB?: boolean;
   bias?: Tensor | null;
   variant?: MatmulVariant;
+  /** Tile constants replacing the plan's (for benchmark sweeps of a variant's configurations). */
+  consts?: Record<string, number>;
 }
 
 /** Tile configuration of a variant, chosen from the problem's shape. */
@@ -47,9 +49,21 @@ export interface MatmulPlan {
   tileN: number;
 }
 
-export function planMatmul(rt: Runtime, M: number, N: number, variant?: MatmulVariant): MatmulPlan {
+export function planMatmul(rt: Runtime, M: number, N: number, variant?: MatmulVariant, consts?: Record<string, number>): MatmulPlan {
   const forced = (rt.host.env('REEF_MATMUL') as MatmulVariant | undefined) || undefined;
   const v = variant ?? forced ?? (rt.caps.isCpu ? 'regblock' : 'tiled');
+  if (consts) return withConsts(defaultPlan(v, M, N), consts);
+  return defaultPlan(v, M, N);
+}
+
+function withConsts(plan: MatmulPlan, consts: Record<string, number>): MatmulPlan {
+  const c = { ...plan.consts, ...consts };
+  if (plan.variant === 'regblock') return { ...plan, consts: c, tileM: c.TM!, tileN: c.WG! * c.TN! };
+  if (plan.variant === 'tiled') return { ...plan, consts: c, tileM: c.BM!, tileN: c.BN! };
+  return plan;
+}
+
+function defaultPlan(v: MatmulVariant, M: number, N: number): MatmulPlan {
   if (!MATMUL_VARIANTS.includes(v)) throw new ReefError(`unknown matmul variant '${v}' (have ${MATMUL_VARIANTS.join(', ')})`);
   switch (v) {
     case 'naive':
@@ -112,7 +126,7 @@ function geometry(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Geome
 }
 
 /** Records the kernel for out = op(a)·op(b) (+ bias). No autograd. */
-function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: boolean, transB: boolean, bias: Tensor | null, variant?: MatmulVariant): void {
+function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: boolean, transB: boolean, bias: Tensor | null, variant?: MatmulVariant, consts?: Record<string, number>): void {
   const rt = a.rt;
   let { batch, M, strideA } = g;
   // A 2-D weight shared by a batch of untransposed rows is one tall GEMM: better tiles, one dispatch.
@@ -123,7 +137,7 @@ function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: bo
   }
   const { N, K } = g;
   if (batch * M * N === 0) return;
-  const plan = planMatmul(rt, M, N, variant);
+  const plan = planMatmul(rt, M, N, variant, consts);
   const key: KernelKey = {
     shader: MATMUL_SHADERS[plan.variant],
     entry: 'main',
@@ -150,7 +164,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     throw new ReefError(`matmul: bias ${bias.describe()} must be ${a.dtype}[${g.N}]`);
   }
   const out = empty(a.rt, g.outShape, a.dtype, 'matmul');
-  matmulKernel(a, b, out, g, transA, transB, bias, opts.variant);
+  matmulKernel(a, b, out, g, transA, transB, bias, opts.variant, opts.consts);
   const inputs = bias ? [a, b, bias] : [a, b];
   return record('matmul', out, inputs, [a, b], (grad, [as, bs]) =>
     noGrad(() => {

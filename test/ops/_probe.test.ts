@@ -1,10 +1,14 @@
 import { it } from 'vitest';
 import { testRuntime } from '../support/runtime';
-import { tensor, matmul } from '../../src/index';
+import { randn, matmul } from '../../src/index';
 it('probe', async () => {
   const rt = await testRuntime();
-  console.log(rt.describe(), JSON.stringify(rt.caps));
-  const a = tensor(rt, [1, 2, 3, 4], [2, 2]);
-  const c = matmul(a, a);
-  console.log(await c.read());
+  const a = randn(rt, [5, 5]);
+  for (const variant of ['naive', 'regblock', 'tiled'] as const) for (const elem of ['f32','f16'] as const) for (const transB of [false, true, false]) {
+    const x = elem === 'f16' ? randn(rt, [5,5], {dtype:'f16'}) : a;
+    const t0 = performance.now();
+    const c = matmul(x, x, { variant, transB });
+    await c.read();
+    console.log(variant, elem, transB, (performance.now() - t0).toFixed(0), 'ms');
+  }
 });

@@ -1,0 +1,42 @@
+// Bundles reef with esbuild: the Node library and CLI, and a browser bundle. WGSL files are
+// inlined as strings (text loader), so no bundle reads shaders from disk or the network.
+// `node scripts/build.mjs` builds everything (plus .d.ts types); `--cli` only the CLI.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const common = {
+  bundle: true,
+  format: 'esm',
+  loader: { '.wgsl': 'text' },
+  sourcemap: true,
+  logLevel: 'warning',
+  absWorkingDir: root,
+};
+
+export async function buildCli() {
+  await build({
+    ...common,
+    entryPoints: ['src/cli/main.ts'],
+    platform: 'node',
+    target: 'node20',
+    // Node bundles load their npm dependencies from node_modules (some are CommonJS).
+    packages: 'external',
+    outfile: 'dist/cli.mjs',
+  });
+}
+
+export async function buildAll() {
+  await buildCli();
+  await build({ ...common, entryPoints: ['src/index.ts'], platform: 'node', target: 'node20', packages: 'external', outfile: 'dist/reef.mjs' });
+  // The browser bundle never loads Dawn: the host is picked at run time and `webgpu` stays external.
+  await build({ ...common, entryPoints: ['src/index.ts'], platform: 'browser', target: 'es2022', external: ['webgpu'], outfile: 'dist/reef.browser.mjs' });
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  if (process.argv.includes('--cli')) await buildCli();
+  else await buildAll();
+}

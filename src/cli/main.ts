@@ -1,0 +1,119 @@
+/**
+ * The `reef` command line. Thin: parses flags and calls the library (and kernels-bench for `bench`).
+ */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runBench } from '../../kernels-bench/main.js';
+import { fmtBytes } from '../gpu/errors.js';
+import { Runtime } from '../gpu/runtime.js';
+import { MATMUL_VARIANTS, type MatmulVariant } from '../ops/matmul.js';
+import { runDemo } from './demo.js';
+
+const USAGE = `reef — WebGPU engine for volumetric transformers
+
+usage: reef <command> [flags]
+
+commands:
+  info                       the WebGPU adapter, its features and limits, and the kernel variants reef picks
+  demo [--steps N] [--profile]
+                             train a small MLP classifier on the GPU (the end-to-end smoke run)
+  bench [--quick] [--sizes 256,512] [--no-peers] [--no-coralbay] [--no-f16]
+        [--variants regblock,tiled] [--out DIR] [--budget-ms MS]
+                             peaks, then matmul for reef's variants, the naive kernel and peer engines
+
+environment: REEF_PROFILE=1 profiles every dispatch; REEF_MATMUL=naive|regblock|tiled forces a matmul variant;
+REEF_DAWN_FLAGS adds Dawn toggles; REEF_POLL_BACKOFF=0 turns off back-off polling under Node.`;
+
+/** Repository (or package) root: dist/cli.mjs sits one folder below it. */
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+async function withRuntime(profile: boolean, fn: (rt: Runtime) => Promise<number>): Promise<number> {
+  const rt = await Runtime.create({ profile: profile || undefined });
+  try {
+    const code = await fn(rt);
+    if (rt.profiler) console.log(`\n${await rt.profileTable()}`);
+    return code;
+  } finally {
+    rt.dispose();
+  }
+}
+
+async function info(): Promise<number> {
+  return withRuntime(false, async (rt) => {
+    const c = rt.caps;
+    console.log(rt.describe());
+    console.log(`vendor ${c.vendor}, architecture ${c.architecture}, device ${c.device}`);
+    console.log(`subgroup size ${c.subgroupMinSize}–${c.subgroupMaxSize}; workgroup storage ${fmtBytes(c.maxWorkgroupStorageSize)}; ${c.maxInvocationsPerWorkgroup} invocations/workgroup`);
+    console.log(`max buffer ${fmtBytes(c.maxBufferSize)}; max storage binding ${fmtBytes(c.maxStorageBufferBindingSize)}`);
+    console.log(`matmul variant: ${rt.host.env('REEF_MATMUL') ?? (c.isCpu ? 'regblock (CPU adapter: no workgroup memory, no barriers)' : 'tiled (workgroup-memory tiles)')}`);
+    return 0;
+  });
+}
+
+function listOf(v: string | undefined): string[] | undefined {
+  return v === undefined ? undefined : v.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'info':
+        return await info();
+      case 'demo': {
+        const { values } = parseArgs({ args: rest, options: { steps: { type: 'string', default: '200' }, profile: { type: 'boolean', default: false } } });
+        return await withRuntime(values.profile, (rt) => runDemo(rt, { steps: Number(values.steps) }));
+      }
+      case 'bench': {
+        const { values } = parseArgs({
+          args: rest,
+          options: {
+            quick: { type: 'boolean', default: false },
+            sizes: { type: 'string' },
+            'no-peers': { type: 'boolean', default: false },
+            'no-coralbay': { type: 'boolean', default: false },
+            'no-f16': { type: 'boolean', default: false },
+            variants: { type: 'string' },
+            peers: { type: 'string' },
+            out: { type: 'string' },
+            'budget-ms': { type: 'string' },
+          },
+        });
+        const variants = listOf(values.variants) as MatmulVariant[] | undefined;
+        for (const v of variants ?? []) if (!MATMUL_VARIANTS.includes(v)) throw new Error(`unknown variant '${v}' (have ${MATMUL_VARIANTS.join(', ')})`);
+        const sizes = listOf(values.sizes)?.map(Number) ?? (values.quick ? [256, 512, 1024] : undefined);
+        // Timestamps for the kernel-only column: the runtime profiles every dispatch.
+        const rt = await Runtime.create({ profile: true });
+        try {
+          await runBench(rt, {
+            root: ROOT,
+            sizes,
+            coralbay: !values['no-coralbay'],
+            peers: values['no-peers'] ? [] : (listOf(values.peers) ?? ['tfjs-webgpu', 'ort-webgpu', 'ort-cpu']),
+            variants,
+            f16: !values['no-f16'],
+            budgetMs: values['budget-ms'] ? Number(values['budget-ms']) : values.quick ? 1500 : 3000,
+            out: values.out,
+          });
+        } finally {
+          rt.dispose();
+        }
+        return 0;
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return command === undefined ? 1 : 0;
+      default:
+        console.error(`reef: unknown command '${command}'\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    console.error(`reef ${command}: ${(e as Error).message}`);
+    if (process.env.REEF_DEBUG) console.error(e);
+    return 1;
+  }
+}
