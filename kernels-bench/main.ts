@@ -11,6 +11,7 @@ import { MATMUL_VARIANTS, type MatmulVariant } from '../src/ops/matmul.js';
 import { benchShape, CORALBAY_SHAPES, reefEngine, SQUARE_SIZES, squareShape, type Engine, type MatmulRow, type MatmulShape } from './matmul.js';
 import { measurePeaks } from './peaks.js';
 import { loadPeerEngines } from './peers.js';
+import { runSweep } from './sweep.js';
 import { markdownTable, MATMUL_HEAD, matmulCells, textTable } from './report.js';
 
 export interface BenchOptions {
@@ -24,6 +25,8 @@ export interface BenchOptions {
   naiveMax?: number;
   budgetMs?: number;
   out?: string;
+  /** Sweep each variant's tile configurations instead of comparing engines. */
+  sweep?: boolean;
   log?: (line: string) => void;
 }
 
@@ -47,6 +50,12 @@ export async function runBench(rt: Runtime, o: BenchOptions): Promise<{ rows: Ma
   log(`peak FMA: ${peaks.fmaGflops.toFixed(1)} GFLOP/s   copy bandwidth: ${peaks.copyGBs.toFixed(1)} GB/s`);
   log(`  (${peaks.detail})`);
 
+  if (o.sweep) {
+    const shapes = [...(o.sizes ?? [1024]).map(squareShape), ...(o.coralbay === false ? [] : CORALBAY_SHAPES)];
+    await runSweep(rt, shapes, o.variants ?? MATMUL_VARIANTS, peaks.fmaGflops, o.budgetMs ?? 3000, log);
+    return { rows: [], markdown: '' };
+  }
+
   const peers = o.peers?.length ? await loadPeerEngines(rt, o.root, o.peers, log) : null;
   peers?.notes.forEach((n) => log(`  peer ${n}`));
 
@@ -69,8 +78,9 @@ export async function runBench(rt: Runtime, o: BenchOptions): Promise<{ rows: Ma
     const shapeRows = await benchShape(s, engines, {
       peakGflops: peaks.fmaGflops,
       budgetMs: o.budgetMs ?? 3000,
-      beforeEngine: () => {
-        rt.profiler?.reset();
+      beforeEngine: async () => {
+        await rt.sync();
+        await rt.profiler?.reset();
         rt.pool.resetPeak();
       },
       onRow: (r) => log(`  ${r.engine.padEnd(22)} ${r.gflops.toFixed(2).padStart(9)} GFLOP/s  (${r.medianMs.toFixed(1)} ms, ${r.reps} reps, err ${r.maxRelErr.toExponential(1)})`),

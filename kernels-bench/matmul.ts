@@ -105,7 +105,7 @@ export interface MatmulBenchOptions {
   peakGflops: number;
   budgetMs: number;
   onRow?: (row: MatmulRow) => void;
-  beforeEngine?: () => void;
+  beforeEngine?: () => Promise<void>;
 }
 
 export async function benchShape(s: MatmulShape, engines: Engine[], opts: MatmulBenchOptions): Promise<MatmulRow[]> {
@@ -114,10 +114,10 @@ export async function benchShape(s: MatmulShape, engines: Engine[], opts: Matmul
   const flops = 2 * s.M * s.N * s.K;
   const rows: MatmulRow[] = [];
   for (const e of engines) {
-    opts.beforeEngine?.();
+    await opts.beforeEngine?.();
     const first = await e.run(a, b, s); // warm-up: compiles pipelines, builds sessions
     const err = spotCheck(first, a, b, s);
-    opts.beforeEngine?.();
+    await opts.beforeEngine?.();
     const times = await timeCalls(() => e.run(a, b, s), { warmup: 0, minReps: 3, maxReps: 15, budgetMs: opts.budgetMs });
     const ms = median(times);
     const kms = e.kernelMs ? await e.kernelMs() : null;

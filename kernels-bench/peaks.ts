@@ -19,9 +19,9 @@ export interface Peaks {
 
 export async function measurePeaks(rt: Runtime): Promise<Peaks> {
   const cpu = rt.caps.isCpu;
-  // Enough work that submit/readback overhead is noise: ~0.5 GFLOP on a CPU adapter, ~100 on a GPU.
-  const invocations = cpu ? 16384 : 4 * 1024 * 1024;
-  const iters = cpu ? 2048 : 8192;
+  // Enough work that submit/readback overhead is noise: ~8.6 GFLOP on a CPU adapter, ~550 on a GPU.
+  const invocations = cpu ? 65536 : 4 * 1024 * 1024;
+  const iters = cpu ? 8192 : 8192;
   const flops = 2 * 8 * iters * invocations;
   const sink = rt.pool.acquire(invocations * 4, 'peak_fma_sink');
   const [x, y] = grid1d(invocations, 256, rt.caps.maxWorkgroupsPerDimension);

@@ -12,12 +12,13 @@ mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
 command -v node >/dev/null || { say "Node.js (>= 20.19) is required: install it first (e.g. apt-get install nodejs npm)."; exit 1; }
 
-# 1. npm packages, reinstalled only when package-lock.json changed since the last install.
-lock_hash=$( (cat package.json package-lock.json 2>/dev/null) | sha256sum | cut -c1-16)
-if [ ! -f node_modules/.reef-installed ] || [ "$(cat node_modules/.reef-installed)" != "$lock_hash" ]; then
+# 1. npm packages (their `prepare` step bundles the CLI), reinstalled when package.json or the
+#    lock file changed since the last install.
+stamp() { cat package.json package-lock.json 2>/dev/null | sha256sum | cut -c1-16; }
+if [ ! -f node_modules/.reef-installed ] || [ "$(cat node_modules/.reef-installed)" != "$(stamp)" ]; then
   say "installing npm packages"
   npm install --no-audit --no-fund >&2
-  echo "$lock_hash" > node_modules/.reef-installed
+  stamp > node_modules/.reef-installed
 fi
 
 # 2. A WebGPU adapter. Dawn needs Vulkan; with no GPU, Mesa's lavapipe provides a software one.

@@ -19,8 +19,9 @@ commands:
   demo [--steps N] [--profile]
                              train a small MLP classifier on the GPU (the end-to-end smoke run)
   bench [--quick] [--sizes 256,512] [--no-peers] [--no-coralbay] [--no-f16]
-        [--variants regblock,tiled] [--out DIR] [--budget-ms MS]
-                             peaks, then matmul for reef's variants, the naive kernel and peer engines
+        [--variants regblock,tiled] [--out DIR] [--budget-ms MS] [--sweep]
+                             peaks, then matmul for reef's variants, the naive kernel and peer engines;
+                             --sweep times each variant's tile configurations instead
 
 environment: REEF_PROFILE=1 profiles every dispatch; REEF_MATMUL=naive|regblock|tiled forces a matmul variant;
 REEF_DAWN_FLAGS adds Dawn toggles; REEF_POLL_BACKOFF=0 turns off back-off polling under Node.`;
@@ -78,6 +79,7 @@ export async function main(argv: string[]): Promise<number> {
             peers: { type: 'string' },
             out: { type: 'string' },
             'budget-ms': { type: 'string' },
+            sweep: { type: 'boolean', default: false },
           },
         });
         const variants = listOf(values.variants) as MatmulVariant[] | undefined;
@@ -95,6 +97,7 @@ export async function main(argv: string[]): Promise<number> {
             f16: !values['no-f16'],
             budgetMs: values['budget-ms'] ? Number(values['budget-ms']) : values.quick ? 1500 : 3000,
             out: values.out,
+            sweep: values.sweep,
           });
         } finally {
           rt.dispose();

@@ -109,7 +109,9 @@ export class Profiler {
     return rows.sort((a, b) => (b.totalMs ?? 0) - (a.totalMs ?? 0) || b.calls - a.calls);
   }
 
-  reset(): void {
+  /** Clears the table once the timestamps of work already submitted have been counted. */
+  async reset(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
     this.stats.clear();
   }
 

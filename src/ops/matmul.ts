@@ -58,7 +58,7 @@ export function planMatmul(rt: Runtime, M: number, N: number, variant?: MatmulVa
 
 function withConsts(plan: MatmulPlan, consts: Record<string, number>): MatmulPlan {
   const c = { ...plan.consts, ...consts };
-  if (plan.variant === 'regblock') return { ...plan, consts: c, tileM: c.TM!, tileN: c.WG! * c.TN! };
+  if (plan.variant === 'regblock') return { ...plan, consts: c, tileM: 4 * c.WY!, tileN: 4 * c.WX! };
   if (plan.variant === 'tiled') return { ...plan, consts: c, tileM: c.BM!, tileN: c.BN! };
   return plan;
 }
@@ -69,11 +69,8 @@ function defaultPlan(v: MatmulVariant, M: number, N: number): MatmulPlan {
     case 'naive':
       return { variant: v, consts: {}, tileM: 16, tileN: 16 };
     case 'regblock': {
-      // Narrow outputs (e.g. N = 48 in a stage-1 block) get narrower workgroups so few lanes idle.
-      const WG = N <= 64 ? 16 : N <= 256 ? 32 : 64;
-      const TN = 4;
-      const TM = M >= 64 ? 8 : 4;
-      return { variant: v, consts: { WG, TN, TM }, tileM: TM, tileN: WG * TN };
+      const c = { WX: 16, WY: 4 };
+      return { variant: v, consts: c, tileM: 4 * c.WY, tileN: 4 * c.WX };
     }
     case 'tiled': {
       const big = M >= 512 && N >= 512;

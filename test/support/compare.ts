@@ -89,6 +89,7 @@ export function expectRel(op: string, what: string, actual: ArrayLike<number>, e
   const key = `${op}\u0000${what}`;
   const prev = rows.get(key);
   if (!prev || err > prev.err || bound > prev.bound) rows.set(key, { op, what, err: Math.max(err, prev?.err ?? 0), bound: Math.max(bound, prev?.bound ?? 0) });
+  if (process.env.REEF_TEST_VERBOSE) console.log(`[err] ${op} ${what} ${err.toExponential(3)} bound ${bound.toExponential(2)} ratio ${(err / bound).toFixed(3)}`);
   expect(err, `${op} ${what}: max relative error ${err.toExponential(3)} exceeds bound ${bound.toExponential(1)}`).toBeLessThanOrEqual(bound);
   return err;
 }
@@ -114,7 +115,10 @@ export interface OpCase {
   names?: string[];
   /** Which inputs get requiresGrad (default: all, when `vjp` is given). */
   grad?: boolean[];
+  /** Element type of the inputs (default f32). */
   dtype?: DType;
+  /** Element type of the output and of its upstream gradient (default: `dtype`). */
+  outDtype?: DType;
   /** The GPU computation; intermediates are disposed by a tidy scope around it. */
   gpu: (xs: Tensor[]) => Tensor;
   /** float64 reference of the forward pass. */
@@ -132,6 +136,7 @@ export interface OpCase {
 /** Runs the op on the GPU, compares forward and (with `vjp`) every input gradient; disposes all. */
 export async function checkOp(rt: Runtime, c: OpCase): Promise<void> {
   const dtype = c.dtype ?? 'f32';
+  const outDtype = c.outDtype ?? dtype;
   const names = c.names ?? c.inputs.map((_, i) => `x${i}`);
   const wantGrad = c.inputs.map((_, i) => !!c.vjp && (c.grad?.[i] ?? true));
   const ts = c.inputs.map((x, i) => upload(rt, x, { requiresGrad: wantGrad[i]!, dtype }));
@@ -141,11 +146,11 @@ export async function checkOp(rt: Runtime, c: OpCase): Promise<void> {
     live.push(out);
     const expected = c.ref(c.inputs);
     expect([...out.shape], `${c.op}: output shape`).toEqual(expected.shape);
-    expect(out.dtype).toBe(dtype);
+    expect(out.dtype).toBe(outDtype);
     expectRel(c.op, 'forward', await download(out), expected, c.bound);
     if (!c.vjp) return;
-    const g = randnT(expected.shape, c.rng, c.gradStd ?? 1, dtype);
-    const gt = upload(rt, g, { dtype });
+    const g = randnT(expected.shape, c.rng, c.gradStd ?? 1, outDtype);
+    const gt = upload(rt, g, { dtype: outDtype });
     live.push(gt);
     backward(out, gt);
     const refs = c.vjp(c.inputs, g);
@@ -156,6 +161,7 @@ export async function checkOp(rt: Runtime, c: OpCase): Promise<void> {
       const t = ts[i]!;
       const grad = t.grad;
       expect(grad, `${c.op}: d${names[i]} missing`).not.toBeNull();
+      expect(grad!.dtype, `${c.op}: d${names[i]} element type`).toBe(t.dtype);
       expect([...grad!.shape], `${c.op}: d${names[i]} shape`).toEqual(ref.shape);
       expect(shapesEqual(ref.shape, t.shape)).toBe(true);
       const bound = Array.isArray(c.gradBound) ? c.gradBound[i]! : (c.gradBound ?? c.bound);
