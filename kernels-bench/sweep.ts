@@ -9,12 +9,11 @@ import { MATMUL_HEAD, matmulCells, textTable } from './report.js';
 
 export const SWEEP_CONFIGS: Record<Exclude<MatmulVariant, 'naive'>, Record<string, number>[]> = {
   regblock: [
-    { WX: 16, WY: 4 },
-    { WX: 8, WY: 8 },
-    { WX: 64, WY: 1 },
-    { WX: 16, WY: 1 },
-    { WX: 4, WY: 16 },
-    { WX: 1, WY: 64 },
+    { TM: 4, TN: 4, WG: 16 },
+    { TM: 8, TN: 4, WG: 16 },
+    { TM: 8, TN: 4, WG: 64 },
+    { TM: 8, TN: 8, WG: 16 },
+    { TM: 16, TN: 2, WG: 32 },
   ],
   tiled: [
     { BM: 32, BN: 32, BK: 16, TM: 2, TN: 2 },

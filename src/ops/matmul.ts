@@ -58,7 +58,7 @@ export function planMatmul(rt: Runtime, M: number, N: number, variant?: MatmulVa
 
 function withConsts(plan: MatmulPlan, consts: Record<string, number>): MatmulPlan {
   const c = { ...plan.consts, ...consts };
-  if (plan.variant === 'regblock') return { ...plan, consts: c, tileM: 4 * c.WY!, tileN: 4 * c.WX! };
+  if (plan.variant === 'regblock') return { ...plan, consts: c, tileM: c.TM!, tileN: c.WG! * c.TN! };
   if (plan.variant === 'tiled') return { ...plan, consts: c, tileM: c.BM!, tileN: c.BN! };
   return plan;
 }
@@ -69,8 +69,8 @@ function defaultPlan(v: MatmulVariant, M: number, N: number): MatmulPlan {
     case 'naive':
       return { variant: v, consts: {}, tileM: 16, tileN: 16 };
     case 'regblock': {
-      const c = { WX: 16, WY: 4 };
-      return { variant: v, consts: c, tileM: 4 * c.WY, tileN: 4 * c.WX };
+      const c = { TM: 8, TN: 4, WG: 16 };
+      return { variant: v, consts: c, tileM: c.TM, tileN: c.WG * c.TN };
     }
     case 'tiled': {
       const big = M >= 512 && N >= 512;

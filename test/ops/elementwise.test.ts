@@ -154,6 +154,32 @@ describe('an input used twice accumulates both gradients', () => {
   });
 });
 
+describe('gradient accumulation', () => {
+  it('two backward passes through add(x, y) (whose two gradients share one buffer) accumulate 2·g', async () => {
+    const rng = makeRng(170);
+    const xs = randnT([5, 7], rng);
+    const ys = randnT([5, 7], rng);
+    const gs = randnT([5, 7], rng);
+    const x = upload(rt, xs, { requiresGrad: true });
+    const y = upload(rt, ys, { requiresGrad: true });
+    const g = upload(rt, gs);
+    try {
+      for (let pass = 0; pass < 2; pass++) {
+        const s = add(x, y);
+        backward(s, g);
+        s.dispose();
+      }
+      const want = R.scale(gs, 2);
+      expectRel('add', 'dx (2 passes)', await download(x.grad!), want, 0);
+      expectRel('add', 'dy (2 passes)', await download(y.grad!), want, 0);
+    } finally {
+      x.grad?.dispose();
+      y.grad?.dispose();
+      for (const t of [x, y, g]) t.dispose();
+    }
+  });
+});
+
 describe('scale / neg', () => {
   const shapes = [[1], [3], [127], [5, 7, 33], [300, 257]];
   shapes.forEach((shape, i) => {

@@ -28,7 +28,7 @@ const CE_FWD = 6e-7;
 const CE_GRAD = 2e-6;
 
 // [rows..., C]
-const LN_SHAPES: number[][] = [[1, 1], [1, 3], [5, 7], [3, 17], [2, 64], [7, 65], [130, 33], [3, 5, 127], [65, 300], [256, 384]];
+const LN_SHAPES: number[][] = [[1, 1], [1, 3], [5, 7], [3, 17], [2, 64], [7, 65], [130, 33], [3, 5, 127], [65, 300], [256, 384], [70001, 3]]; // the last: more rows than one grid dimension holds
 
 describe('layerNorm', () => {
   LN_SHAPES.forEach((shape, i) => {
@@ -101,7 +101,7 @@ describe('layerNorm', () => {
   });
 });
 
-const SM_SHAPES: number[][] = [[1, 1], [1, 7], [5, 3], [17, 33], [3, 64], [7, 65], [2, 3, 127], [33, 300], [4, 1000], [300, 190]];
+const SM_SHAPES: number[][] = [[1, 1], [1, 7], [5, 3], [17, 33], [3, 64], [7, 65], [2, 3, 127], [33, 300], [4, 1000], [300, 190], [70001, 2]];
 
 describe.each([
   ['softmax', softmax, R.softmax, G.softmaxBackward],
@@ -164,7 +164,7 @@ function refCEVjp(x: Arr, t: Arr, g: number): Arr[] {
 }
 
 describe('crossEntropySoft', () => {
-  const shapes: number[][] = [[1, 1], [1, 5], [3, 7], [17, 33], [7, 65], [2, 5, 17], [64, 300], [130, 1000]];
+  const shapes: number[][] = [[1, 1], [1, 5], [3, 7], [17, 33], [7, 65], [2, 5, 17], [64, 300], [130, 1000], [70001, 2]];
   shapes.forEach((shape, i) => {
     for (const normalised of [true, false]) {
       it(`[${shape}] targets ${normalised ? 'sum to 1' : 'do not sum to 1'}`, async () => {

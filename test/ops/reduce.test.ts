@@ -12,7 +12,7 @@ import { checkOp, download, expectNoLeak, expectRel, printErrorTable, randnT, up
 import { arr, makeRng } from '../ref/array';
 import * as R from '../ref/ops';
 import * as G from '../ref/grads';
-import { backward, mean, ReefError, sum, type Runtime, type Tensor } from '../../src/index';
+import { backward, mean, ReefError, sum, sumTo, type Runtime, type Tensor } from '../../src/index';
 
 const rt: Runtime = await testRuntime();
 afterAll(() => printErrorTable('reduce'));
@@ -81,6 +81,43 @@ describe.each([['sum'], ['mean']] as const)('%s', (name) => {
     try {
       expect(() => (name === 'sum' ? sum(x, [2]) : mean(x, [2]))).toThrow(ReefError);
       expect(() => (name === 'sum' ? sum(x, [-3]) : mean(x, [-3]))).toThrow(/axis -3/);
+    } finally {
+      x.dispose();
+    }
+  });
+});
+
+describe('sumTo (the backward of broadcasting)', () => {
+  const cases: [number[], number[]][] = [
+    [[1], [1]],
+    [[4, 3], [1]],
+    [[2, 4, 3], [4, 3]],
+    [[2, 4, 3], [4, 1]],
+    [[5, 7, 3], [1, 7, 1]],
+    [[127, 65, 33], [65, 1]],
+  ];
+  cases.forEach(([from, to], i) => {
+    it(`[${from}] → [${to}]`, async () => {
+      const rng = makeRng(150 + i);
+      await checkOp(rt, {
+        op: 'sumTo',
+        inputs: [randnT(from, rng)],
+        names: ['x'],
+        rng,
+        gpu: ([t]) => sumTo(t!, to),
+        ref: ([r]) => R.sumTo(r!, to),
+        vjp: ([r], g) => [R.broadcastTo(g, r!.shape)],
+        bound: SUM_FWD,
+        gradBound: SUM_GRAD,
+      });
+    });
+  });
+
+  it('rejects a shape it cannot be summed to', () => {
+    const x = upload(rt, randnT([4, 3], makeRng(1)));
+    try {
+      expect(() => sumTo(x, [2, 4, 3])).toThrow(ReefError);
+      expect(() => sumTo(x, [2])).toThrow(/cannot be summed/);
     } finally {
       x.dispose();
     }
