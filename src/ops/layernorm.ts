@@ -7,6 +7,7 @@ import { noGrad } from '../tensor/grad-mode.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { gridRows } from './geometry.js';
+import { cast } from './cast.js';
 import { sum } from './reduce.js';
 
 export const LAYERNORM: ShaderFile = { name: 'layernorm', code };
@@ -58,13 +59,21 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
         workgroups: [Math.ceil(C / WG), params.chunks],
         work: { flops: 4 * x.size, bytes: 2 * x.size * bytes },
       });
-      const dw = sum(partialW, [0]);
-      const db = sum(partialB, [0]);
+      // Partial sums are f32 whatever the element type; the gradients take the parameters' type.
+      const dw = toParamType(sum(partialW, [0]), x.dtype);
+      const db = toParamType(sum(partialB, [0]), x.dtype);
       partialW.dispose();
       partialB.dispose();
       return [dx, dw, db];
     }),
   );
   stats.dispose();
+  return out;
+}
+
+function toParamType(g: Tensor, dtype: Tensor['dtype']): Tensor {
+  if (g.dtype === dtype) return g;
+  const out = cast(g, dtype);
+  g.dispose();
   return out;
 }

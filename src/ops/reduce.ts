@@ -44,7 +44,9 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
   }
   const keptShape = x.shape.map((d, i) => (red.has(i) ? 1 : d));
   return record(op, out, [x], [], (g) => {
-    const spread = expand(reshape(g, keptShape), x.shape);
+    const kept = reshape(g, keptShape);
+    const spread = expand(kept, x.shape);
+    kept.dispose();
     if (!mean) return [spread];
     const scaled = scale(spread, 1 / redCount);
     spread.dispose();

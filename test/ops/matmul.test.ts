@@ -73,7 +73,7 @@ const CASES: MMCase[] = [
   { name: 'large 520x9x515 (tiled: 128×128 tiles)', M: 520, K: 9, N: 515, transB: true },
 ];
 
-async function runCase(variant: MatmulVariant | undefined, c: MMCase, seed: number, dtype: DType = 'f32'): Promise<void> {
+async function runCase(variant: MatmulVariant | undefined, c: MMCase, seed: number, dtype: DType = 'f32', consts?: Record<string, number>): Promise<void> {
   const rng = makeRng(seed);
   const { a, b } = shapes(c);
   const inputs: Arr[] = [randnT(a, rng, 1, dtype), randnT(b, rng, 1, dtype)];
@@ -87,7 +87,7 @@ async function runCase(variant: MatmulVariant | undefined, c: MMCase, seed: numb
     names: ['a', 'b', 'bias'],
     dtype,
     rng,
-    gpu: ([ta, tb, tbias]) => matmul(ta!, tb!, { ...opts, bias: tbias ?? null, variant }),
+    gpu: ([ta, tb, tbias]) => matmul(ta!, tb!, { ...opts, bias: tbias ?? null, variant, ...(consts ? { consts } : {}) }),
     ref: ([ra, rb, rbias]) => refMatmul(ra!, rb!, { ...opts, bias: rbias ?? null }),
     vjp: ([ra, rb, rbias], g) => {
       const r = matmulBackward(ra!, rb!, g, { ...opts, bias: rbias ?? null });
@@ -123,6 +123,25 @@ describe('matmul f16', () => {
       });
     });
   }
+});
+
+describe('matmul tile configurations (the `consts` option; the backward uses the default plan)', () => {
+  const CONFIGS: [MatmulVariant, Record<string, number>][] = [
+    ['regblock', { TM: 4, TN: 4, WG: 64 }],
+    ['regblock', { TM: 2, TN: 8, WG: 32 }],
+    ['regblock', { TM: 1, TN: 1, WG: 16 }],
+    ['tiled', { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 }],
+    ['tiled', { BM: 32, BN: 64, BK: 8, TM: 2, TN: 4 }],
+    ['tiled', { BM: 16, BN: 16, BK: 4, TM: 1, TN: 1 }],
+  ];
+  CONFIGS.forEach(([variant, consts], i) => {
+    for (const [tA, tB] of [[false, false], [true, true]] as const) {
+      const c: MMCase = { name: `${variant} ${JSON.stringify(consts)}`, M: 65, K: 33, N: 127, transA: tA, transB: tB, bias: true };
+      it(label(c), async () => {
+        await runCase(variant, c, 5000 + 2 * i + (tA ? 1 : 0), 'f32', consts);
+      });
+    }
+  });
 });
 
 describe('matmul misc', () => {
