@@ -10,6 +10,7 @@
  */
 import naiveCode from '../../shaders/matmul_naive.wgsl';
 import regblockCode from '../../shaders/matmul_regblock.wgsl';
+import regblockVec4Code from '../../shaders/matmul_regblock_vec4.wgsl';
 import tiledCode from '../../shaders/matmul_tiled.wgsl';
 import type { KernelKey, ShaderFile } from '../gpu/kernel.js';
 import type { Runtime } from '../gpu/runtime.js';
@@ -25,11 +26,12 @@ import { reshape } from './shape.js';
 export const MATMUL_SHADERS = {
   naive: { name: 'matmul_naive', code: naiveCode },
   regblock: { name: 'matmul_regblock', code: regblockCode },
+  regblock_vec4: { name: 'matmul_regblock_vec4', code: regblockVec4Code },
   tiled: { name: 'matmul_tiled', code: tiledCode },
 } satisfies Record<string, ShaderFile>;
 
-export type MatmulVariant = keyof typeof MATMUL_SHADERS;
-export const MATMUL_VARIANTS = Object.keys(MATMUL_SHADERS) as MatmulVariant[];
+export const MATMUL_VARIANTS = ['naive', 'regblock', 'tiled'] as const;
+export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -43,41 +45,68 @@ export interface MatmulOptions {
 /** Tile configuration of a variant, chosen from the problem's shape. */
 export interface MatmulPlan {
   variant: MatmulVariant;
+  shader: keyof typeof MATMUL_SHADERS;
   consts: Record<string, number>;
   /** Output rows and columns covered by one workgroup. */
   tileM: number;
   tileN: number;
 }
 
-export function planMatmul(rt: Runtime, M: number, N: number, variant?: MatmulVariant, consts?: Record<string, number>): MatmulPlan {
+/** Problem facts the plan depends on besides the output size. */
+export interface MatmulLayout {
+  transB: boolean;
+}
+
+export function planMatmul(rt: Runtime, M: number, N: number, layout: MatmulLayout, variant?: MatmulVariant, consts?: Record<string, number>): MatmulPlan {
   const forced = (rt.host.env('REEF_MATMUL') as MatmulVariant | undefined) || undefined;
   const v = variant ?? forced ?? (rt.caps.isCpu ? 'regblock' : 'tiled');
-  if (consts) return withConsts(defaultPlan(v, M, N), consts);
-  return defaultPlan(v, M, N);
+  if (!MATMUL_VARIANTS.includes(v)) throw new ReefError(`unknown matmul variant '${v}' (have ${MATMUL_VARIANTS.join(', ')})`);
+  const plan = defaultPlan(v, M, N, layout);
+  return consts ? withConsts(plan, consts) : plan;
+}
+
+function tileOf(shader: MatmulPlan['shader'], c: Record<string, number>): { tileM: number; tileN: number } {
+  switch (shader) {
+    case 'naive':
+      return { tileM: 16, tileN: 16 };
+    case 'regblock':
+      return { tileM: c.TM!, tileN: c.WG! * c.TN! };
+    case 'regblock_vec4':
+      return { tileM: c.TM!, tileN: 4 * c.WG! * c.TN! };
+    case 'tiled':
+      return { tileM: c.BM!, tileN: c.BN! };
+  }
 }
 
 function withConsts(plan: MatmulPlan, consts: Record<string, number>): MatmulPlan {
   const c = { ...plan.consts, ...consts };
-  if (plan.variant === 'regblock') return { ...plan, consts: c, tileM: c.TM!, tileN: c.WG! * c.TN! };
-  if (plan.variant === 'tiled') return { ...plan, consts: c, tileM: c.BM!, tileN: c.BN! };
-  return plan;
+  return { ...plan, consts: c, ...tileOf(plan.shader, c) };
 }
 
-function defaultPlan(v: MatmulVariant, M: number, N: number): MatmulPlan {
-  if (!MATMUL_VARIANTS.includes(v)) throw new ReefError(`unknown matmul variant '${v}' (have ${MATMUL_VARIANTS.join(', ')})`);
+function defaultPlan(v: MatmulVariant, M: number, N: number, layout: MatmulLayout): MatmulPlan {
+  let shader: MatmulPlan['shader'];
+  let consts: Record<string, number>;
   switch (v) {
     case 'naive':
-      return { variant: v, consts: {}, tileM: 16, tileN: 16 };
-    case 'regblock': {
-      const c = { TM: 8, TN: 4, WG: 16 };
-      return { variant: v, consts: c, tileM: c.TM, tileN: c.WG * c.TN };
-    }
-    case 'tiled': {
-      const big = M >= 512 && N >= 512;
-      const c = big ? { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 } : { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
-      return { variant: v, consts: c, tileM: c.BM, tileN: c.BN };
-    }
+      shader = 'naive';
+      consts = {};
+      break;
+    case 'regblock':
+      // Whole vec4 rows of B and C take the vec4 kernel; anything else the scalar one.
+      if (!layout.transB && N % 4 === 0) {
+        shader = 'regblock_vec4';
+        consts = { TM: 6, TN: 2, WG: 16 };
+      } else {
+        shader = 'regblock';
+        consts = { TM: 8, TN: 4, WG: 16 };
+      }
+      break;
+    case 'tiled':
+      shader = 'tiled';
+      consts = M >= 512 && N >= 512 ? { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 } : { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
+      break;
   }
+  return { variant: v, shader, consts, ...tileOf(shader, consts) };
 }
 
 interface Geometry {
@@ -134,14 +163,10 @@ function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: bo
   }
   const { N, K } = g;
   if (batch * M * N === 0) return;
-  const plan = planMatmul(rt, M, N, variant, consts);
-  const key: KernelKey = {
-    shader: MATMUL_SHADERS[plan.variant],
-    entry: 'main',
-    elem: a.dtype,
-    consts: plan.consts,
-    overrides: { TRANS_A: transA, TRANS_B: transB, HAS_BIAS: bias !== null },
-  };
+  const plan = planMatmul(rt, M, N, { transB }, variant, consts);
+  const overrides: Record<string, boolean> = { TRANS_A: transA, HAS_BIAS: bias !== null };
+  if (plan.shader !== 'regblock_vec4') overrides.TRANS_B = transB;
+  const key: KernelKey = { shader: MATMUL_SHADERS[plan.shader], entry: 'main', elem: a.dtype, consts: plan.consts, overrides };
   const bytesPer = BYTES_PER_ELEMENT[a.dtype];
   rt.dispatch({
     kernel: key,

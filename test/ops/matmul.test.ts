@@ -71,6 +71,13 @@ const CASES: MMCase[] = [
   { name: 'wide 3x9x300', M: 3, K: 9, N: 300, bias: true },
   { name: 'large 300x257x190', M: 300, K: 257, N: 190, bias: true },
   { name: 'large 520x9x515 (tiled: 128×128 tiles)', M: 520, K: 9, N: 515, transB: true },
+  // N % 4 == 0 with B not transposed: regblock takes its vec4 kernel.
+  { name: 'vec4 N=4', M: 1, K: 1, N: 4 },
+  { name: 'vec4 odd M,K 17x33x12', M: 17, K: 33, N: 12, bias: true },
+  { name: 'vec4 transA 33x17x64', M: 33, K: 17, N: 64, transA: true, bias: true },
+  { name: 'vec4 batched both 7x5x8', M: 7, K: 5, N: 8, aBatch: [2, 3], bBatch: [2, 3] },
+  { name: 'vec4 2-D a, batched b 9x7x12', M: 9, K: 7, N: 12, bBatch: [3], bias: true },
+  { name: 'vec4 large 131x70x260', M: 131, K: 70, N: 260, bias: true },
 ];
 
 async function runCase(variant: MatmulVariant | undefined, c: MMCase, seed: number, dtype: DType = 'f32', consts?: Record<string, number>): Promise<void> {
@@ -130,16 +137,20 @@ describe('matmul tile configurations (the `consts` option; the backward uses the
     ['regblock', { TM: 4, TN: 4, WG: 64 }],
     ['regblock', { TM: 2, TN: 8, WG: 32 }],
     ['regblock', { TM: 1, TN: 1, WG: 16 }],
+    ['regblock', { TM: 3, TN: 3, WG: 8 }],
     ['tiled', { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 }],
     ['tiled', { BM: 32, BN: 64, BK: 8, TM: 2, TN: 4 }],
     ['tiled', { BM: 16, BN: 16, BK: 4, TM: 1, TN: 1 }],
   ];
   CONFIGS.forEach(([variant, consts], i) => {
     for (const [tA, tB] of [[false, false], [true, true]] as const) {
-      const c: MMCase = { name: `${variant} ${JSON.stringify(consts)}`, M: 65, K: 33, N: 127, transA: tA, transB: tB, bias: true };
-      it(label(c), async () => {
-        await runCase(variant, c, 5000 + 2 * i + (tA ? 1 : 0), 'f32', consts);
-      });
+      // N = 127 takes the scalar regblock kernel, N = 128 without transB its vec4 kernel.
+      for (const N of [127, 128]) {
+        const c: MMCase = { name: `${variant} ${JSON.stringify(consts)}`, M: 65, K: 33, N, transA: tA, transB: tB, bias: true };
+        it(label(c), async () => {
+          await runCase(variant, c, 5000 + 2 * i + (tA ? 1 : 0) + N, 'f32', consts);
+        });
+      }
     }
   });
 });
