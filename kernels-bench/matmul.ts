@@ -7,7 +7,7 @@ import type { Runtime } from '../src/gpu/runtime.js';
 import { matmul, type MatmulVariant } from '../src/ops/matmul.js';
 import { tensor } from '../src/tensor/create.js';
 import type { DType } from '../src/tensor/tensor.js';
-import { median, timeCalls } from './timing.js';
+import { median } from './timing.js';
 
 export interface MatmulShape {
   label: string;
@@ -108,19 +108,35 @@ export interface MatmulBenchOptions {
   beforeEngine?: () => Promise<void>;
 }
 
+/**
+ * Times every engine on one shape. Repeats are interleaved round-robin (engine 1, 2, …, 1, 2, …) so
+ * drift in the machine's speed (shared hosts, thermal) affects every engine alike and the ratios
+ * stay fair; each engine gets one untimed warm-up call first.
+ */
 export async function benchShape(s: MatmulShape, engines: Engine[], opts: MatmulBenchOptions): Promise<MatmulRow[]> {
   const a = randomMatrix(s.M * s.K, 1);
   const b = randomMatrix(s.K * s.N, 2);
   const flops = 2 * s.M * s.N * s.K;
-  const rows: MatmulRow[] = [];
-  for (const e of engines) {
-    await opts.beforeEngine?.();
-    const first = await e.run(a, b, s); // warm-up: compiles pipelines, builds sessions
-    const err = spotCheck(first, a, b, s);
-    await opts.beforeEngine?.();
-    const times = await timeCalls(() => e.run(a, b, s), { warmup: 0, minReps: 3, maxReps: 15, budgetMs: opts.budgetMs });
-    const ms = median(times);
-    const kms = e.kernelMs ? await e.kernelMs() : null;
+  const errs: number[] = [];
+  for (const e of engines) errs.push(spotCheck(await e.run(a, b, s), a, b, s));
+  const times: number[][] = engines.map(() => []);
+  const kernelMs: (number | null)[][] = engines.map(() => []);
+  const peaks: number[] = engines.map(() => 0);
+  const start = performance.now();
+  for (let rep = 0; rep < 15; rep++) {
+    if (rep >= 3 && performance.now() - start > opts.budgetMs) break;
+    for (const [i, e] of engines.entries()) {
+      await opts.beforeEngine?.();
+      const t0 = performance.now();
+      await e.run(a, b, s);
+      times[i]!.push(performance.now() - t0);
+      if (e.kernelMs) kernelMs[i]!.push(await e.kernelMs());
+      if (e.peakBytes) peaks[i] = Math.max(peaks[i]!, e.peakBytes());
+    }
+  }
+  const rows = engines.map((e, i): MatmulRow => {
+    const ms = median(times[i]!);
+    const kms = kernelMs[i]!.filter((x): x is number => x !== null);
     const row: MatmulRow = {
       shape: s.label,
       engine: e.name,
@@ -128,18 +144,18 @@ export async function benchShape(s: MatmulShape, engines: Engine[], opts: Matmul
       dtype: e.dtype,
       medianMs: ms,
       gflops: flops / ms / 1e6,
-      kernelGflops: kms ? flops / kms / 1e6 : null,
+      kernelGflops: kms.length ? flops / median(kms) / 1e6 : null,
       pctPeak: (100 * flops) / ms / 1e6 / opts.peakGflops,
       vsNaive: null,
       vsBestPeer: null,
-      maxRelErr: err,
-      ok: err <= (e.dtype === 'f16' ? 2e-2 : 1e-3),
-      reps: times.length,
-      peakMiB: e.peakBytes ? e.peakBytes() / 2 ** 20 : null,
+      maxRelErr: errs[i]!,
+      ok: errs[i]! <= (e.dtype === 'f16' ? 2e-2 : 1e-3),
+      reps: times[i]!.length,
+      peakMiB: e.peakBytes ? peaks[i]! / 2 ** 20 : null,
     };
-    rows.push(row);
     opts.onRow?.(row);
-  }
+    return row;
+  });
   const naive = rows.find((r) => r.kind === 'baseline');
   for (const r of rows) {
     if (naive) r.vsNaive = r.gflops / naive.gflops;
