@@ -36,6 +36,8 @@ export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private parked: GPUBuffer[] = [];
   private readonly sizeOf = new WeakMap<GPUBuffer, number>();
+  /** Buffers currently free or parked: releasing one of them again is a bug upstream. */
+  private readonly idle = new WeakSet<GPUBuffer>();
   private stats: MemoryStats = { inUse: 0, peak: 0, pooled: 0, allocated: 0, buffersCreated: 0, reuses: 0 };
 
   constructor(
@@ -45,6 +47,8 @@ export class BufferPool {
     private readonly recording: () => boolean,
     /** Called with an error found asynchronously (out-of-memory on creation). */
     private readonly onAsyncError: (e: Error) => void,
+    /** Hands the runtime each pending error check, so `checkErrors()` waits for it. */
+    private readonly track: (check: Promise<void>) => void = () => undefined,
   ) {}
 
   acquire(bytes: number, what: string): GPUBuffer {
@@ -55,6 +59,7 @@ export class BufferPool {
     const list = this.free.get(size);
     let buffer = list?.pop();
     if (buffer) {
+      this.idle.delete(buffer);
       this.stats.pooled -= size;
       this.stats.reuses++;
     } else {
@@ -68,6 +73,8 @@ export class BufferPool {
   release(buffer: GPUBuffer): void {
     const size = this.sizeOf.get(buffer);
     if (size === undefined) throw new Error('BufferPool.release: buffer does not belong to this pool');
+    if (this.idle.has(buffer)) throw new Error(`BufferPool.release: buffer '${buffer.label}' released twice`);
+    this.idle.add(buffer);
     this.stats.inUse -= size;
     if (this.recording()) this.parked.push(buffer);
     else this.toFreeList(buffer, size);
@@ -112,9 +119,11 @@ export class BufferPool {
     const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE, label: what });
     const inUse = this.stats.inUse;
     const peak = this.stats.peak;
-    void this.device.popErrorScope().then((err) => {
-      if (err) this.onAsyncError(new GpuOutOfMemoryError(what, size, inUse, peak));
-    });
+    this.track(
+      this.device.popErrorScope().then((err) => {
+        if (err) this.onAsyncError(new GpuOutOfMemoryError(what, size, inUse, peak));
+      }),
+    );
     this.sizeOf.set(buffer, size);
     this.stats.allocated += size;
     this.stats.buffersCreated++;

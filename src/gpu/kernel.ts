@@ -76,8 +76,9 @@ export function specialise(shader: ShaderFile, elem: ElemType = 'f32', consts: R
     const m = line.exec(code);
     if (!m) throw new Error(`shader ${shader.name} has no 'const ${name} = …;' line`);
     if (!Number.isInteger(value)) throw new Error(`shader ${shader.name}: const ${name} must be an integer, got ${value}`);
-    const ty = m[2] ?? 'u32';
-    code = code.replace(line, `const ${name}: ${ty} = ${value}${ty === 'u32' ? 'u' : ty === 'i32' ? 'i' : ''};`);
+    const ty = m[2];
+    const literal = ty === 'u32' ? `${value}u` : ty === 'i32' ? `${value}i` : ty === 'f32' ? `${value}.0` : `${value}`;
+    code = code.replace(line, `const ${name}${ty ? `: ${ty}` : ''} = ${literal};`);
   }
   if (elem === 'f32') return code;
   if (!ELEM_ALIAS.test(code)) throw new Error(`shader ${shader.name} has no 'alias T = f32;' line, so it has no ${elem} variant`);
@@ -92,8 +93,14 @@ export function kernelLabel(key: KernelKey): string {
 
 const sorted = (o: object | undefined) => (o ? Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)) : []);
 
+// Shaders are told apart by identity, not name: two inline shaders may share a name.
+const shaderIds = new WeakMap<ShaderFile, number>();
+let nextShaderId = 1;
+
 function cacheKey(key: KernelKey): string {
-  return `${key.shader.name}|${key.entry}|${key.elem ?? 'f32'}|${JSON.stringify(sorted(key.consts))}|${JSON.stringify(sorted(key.overrides))}`;
+  let id = shaderIds.get(key.shader);
+  if (id === undefined) shaderIds.set(key.shader, (id = nextShaderId++));
+  return `${id}|${key.entry}|${key.elem ?? 'f32'}|${JSON.stringify(sorted(key.consts))}|${JSON.stringify(sorted(key.overrides))}`;
 }
 
 const COMPUTE_STAGE = 0x4; // GPUShaderStage.COMPUTE
@@ -147,6 +154,8 @@ export class PipelineCache {
   constructor(
     private readonly device: GPUDevice,
     private readonly onAsyncError: (label: string, e: Error) => void,
+    /** Hands the runtime each pending error check, so `checkErrors()` waits for compiles too. */
+    private readonly track: (check: Promise<void>) => void,
   ) {}
 
   get size(): number {
@@ -183,12 +192,14 @@ export class PipelineCache {
       layout: device.createPipelineLayout({ bindGroupLayouts: [layout], label }),
       compute: { module, entryPoint: key.entry, constants },
     });
-    void device.popErrorScope().then(async (err) => {
-      if (!err) return;
-      const info = await module.getCompilationInfo().catch(() => null);
-      const msgs = (info?.messages ?? []).map((m) => `  ${m.type} at line ${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
-      this.onAsyncError(label, new Error(`${err.message}${msgs ? `\n${msgs}` : ''}`));
-    });
+    this.track(
+      device.popErrorScope().then(async (err) => {
+        if (!err) return;
+        const info = await module.getCompilationInfo().catch(() => null);
+        const msgs = (info?.messages ?? []).map((m) => `  ${m.type} at line ${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
+        this.onAsyncError(label, new Error(`${err.message}${msgs ? `\n${msgs}` : ''}`));
+      }),
+    );
     return { label, pipeline, layout, buffers, params };
   }
 }

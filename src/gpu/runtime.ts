@@ -65,6 +65,11 @@ export class Runtime {
   private pendingError: Error | null = null;
   private lost: DeviceLostError | null = null;
   private disposed = false;
+  private readonly onUncaptured = (ev: Event) => {
+    if (this.disposed) return;
+    const err = (ev as GPUUncapturedErrorEvent).error;
+    this.fail(new GpuValidationError(this.batchLabels.length ? this.batchLabels : this.lastSubmitted, err.message));
+  };
 
   private constructor(
     readonly host: Host,
@@ -76,18 +81,16 @@ export class Runtime {
   ) {
     this.caps = caps;
     this.maxBatch = maxBatch;
-    this.pool = new BufferPool(device, caps.maxBufferSize, () => this.encoder !== null, (e) => this.fail(e));
-    this.pipelines = new PipelineCache(device, (label, e) => this.fail(new GpuValidationError([label], e.message)));
+    const track = (check: Promise<void>) => void this.pendingScopes.push(check);
+    this.pool = new BufferPool(device, caps.maxBufferSize, () => this.encoder !== null, (e) => this.fail(e), track);
+    this.pipelines = new PipelineCache(device, (label, e) => this.fail(new GpuValidationError([label], e.message)), track);
     this.profiler = profile ? new Profiler(device, caps.timestamps, host.waitForGpu) : null;
     this.dummy = device.createBuffer({ size: 16, usage: BufferUsage.STORAGE, label: 'reef-dummy' });
     void device.lost.then((info) => {
       if (this.disposed) return;
       this.lost = new DeviceLostError(info.reason ?? 'unknown', info.message, this.lastSubmitted);
     });
-    device.addEventListener?.('uncapturederror', (ev) => {
-      const err = (ev as GPUUncapturedErrorEvent).error;
-      this.fail(new GpuValidationError(this.batchLabels.length ? this.batchLabels : this.lastSubmitted, err.message));
-    });
+    device.addEventListener?.('uncapturederror', this.onUncaptured);
   }
 
   static async create(options: RuntimeOptions = {}): Promise<Runtime> {
@@ -157,6 +160,9 @@ export class Runtime {
       throw new ReefError(`kernel ${label}: it takes no parameters`);
     }
     const [x, y = 1, z = 1] = call.workgroups;
+    for (const n of [x, y, z]) {
+      if (!Number.isInteger(n) || n < 0) throw new ReefError(`kernel ${label}: workgroup count ${n} is not a non-negative integer`);
+    }
     const maxWg = this.caps.maxWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg) throw new ReefError(`kernel ${label}: dispatch ${x}×${y}×${z} exceeds ${maxWg} workgroups per dimension`);
     if (x === 0 || y === 0 || z === 0) return;
@@ -290,6 +296,7 @@ export class Runtime {
       }
     }
     this.disposed = true;
+    this.device.removeEventListener?.('uncapturederror', this.onUncaptured);
     this.pool.trim();
     for (const u of this.uniforms.values()) u.destroy();
     this.uniforms.clear();

@@ -41,22 +41,24 @@ const SPIN_MS = 2;
 const POLL_MS = 1;
 let waiters = 0;
 let waitStart = 0;
-const realSetImmediate = globalThis.setImmediate;
+/** The `setImmediate` in place when the current wait began, restored when it ends. */
+let outerSetImmediate: typeof globalThis.setImmediate = globalThis.setImmediate;
 
 function backoffSetImmediate(fn: (...args: unknown[]) => void, ...args: unknown[]): unknown {
-  if (performance.now() - waitStart < SPIN_MS) return realSetImmediate(fn, ...args);
+  if (performance.now() - waitStart < SPIN_MS) return outerSetImmediate(fn, ...args);
   return setTimeout(fn, POLL_MS, ...args);
 }
 
 async function waitWithBackoff<T>(work: Promise<T>): Promise<T> {
   if (waiters++ === 0) {
     waitStart = performance.now();
+    outerSetImmediate = globalThis.setImmediate;
     (globalThis as { setImmediate: unknown }).setImmediate = backoffSetImmediate;
   }
   try {
     return await work;
   } finally {
-    if (--waiters === 0) globalThis.setImmediate = realSetImmediate;
+    if (--waiters === 0) globalThis.setImmediate = outerSetImmediate;
   }
 }
 

@@ -12,7 +12,16 @@ import { noGrad } from './grad-mode.js';
 import { releaseNode } from './tape.js';
 import { keep, type Tensor } from './tensor.js';
 
-function topoOrder(root: Tensor): Tensor[] {
+function freedError(t: Tensor): ReefError {
+  return new ReefError(`backward: the graph behind ${t.describe()} was already freed by backward() or releaseGraph(); run the forward pass again`);
+}
+
+/** A leaf: a tensor no op made (parameters, inputs), as opposed to one whose op was freed. */
+function isLeaf(t: Tensor): boolean {
+  return !t.gradFn && !t.graphFreed;
+}
+
+function topoOrder(root: Tensor, strict = true): Tensor[] {
   const order: Tensor[] = [];
   const seen = new Set<Tensor>();
   const stack: [Tensor, boolean][] = [[root, false]];
@@ -25,13 +34,17 @@ function topoOrder(root: Tensor): Tensor[] {
     if (seen.has(t) || !t.gradFn) continue;
     seen.add(t);
     stack.push([t, true]);
-    for (const i of t.gradFn.inputs) if (i.gradFn && !seen.has(i)) stack.push([i, false]);
+    for (const i of t.gradFn.inputs) {
+      if (strict && i.graphFreed && i.requiresGrad) throw freedError(i);
+      if (i.gradFn && !seen.has(i)) stack.push([i, false]);
+    }
   }
   return order; // inputs before outputs
 }
 
 /** Back-propagates from `root` (a scalar, unless `grad` is given), accumulating leaf `.grad`s. */
 export function backward(root: Tensor, grad?: Tensor): void {
+  if (root.graphFreed) throw freedError(root);
   if (!root.requiresGrad) throw new ReefError(`backward: ${root.describe()} does not require grad (no input had requiresGrad, or it was made under noGrad)`);
   if (!grad && root.size !== 1) throw new ReefError(`backward: ${root.describe()} is not a scalar; pass the output gradient`);
   if (grad && !sameShape(grad.shape, root.shape)) throw new ReefError(`backward: gradient ${grad.describe()} does not match ${root.describe()}`);
@@ -51,6 +64,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
       const g = grads.get(t);
       grads.delete(t);
       t.gradFn = null; // the graph is consumed, as in PyTorch without retain_graph
+      t.graphFreed = true;
       if (!g) {
         releaseNode(node);
         continue;
@@ -66,7 +80,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
         if (!sameShape(gi.shape, input.shape)) {
           throw new ReefError(`backward of ${node.op}: gradient ${gi.describe()} does not match input ${input.describe()}`);
         }
-        if (!input.gradFn) return addLeafGrad(input, gi);
+        if (isLeaf(input)) return addLeafGrad(input, gi);
         const prev = grads.get(input);
         grads.set(input, prev ? sumInto(prev, gi) : gi);
       });
@@ -100,9 +114,10 @@ function sumInto(total: Tensor, g: Tensor): Tensor {
  * whose result will not be differentiated). Inference should run under `noGrad` instead.
  */
 export function releaseGraph(root: Tensor): void {
-  for (const t of topoOrder(root)) {
+  for (const t of topoOrder(root, false)) {
     releaseNode(t.gradFn!);
     t.gradFn = null;
+    t.graphFreed = true;
   }
 }
 

@@ -1,38 +1,35 @@
 /** IEEE 754 binary16 <-> binary32 conversion on the host (round to nearest even). */
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
+/**
+ * The binary16 bits nearest to `x` (ties to even), computed from the double itself: going through
+ * f32 first would round twice and can land one f16 step off.
+ */
 export function f32ToF16Bits(x: number): number {
-  f32[0] = x;
-  const b = u32[0]!;
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow -> inf
-  if (e <= 0) {
-    if (e < -10) return sign; // underflow -> signed zero
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let m = mant >>> shift;
-    const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && (m & 1))) m++;
-    return sign | m;
+  if (Number.isNaN(x)) return 0x7e00;
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const ax = Math.abs(x);
+  if (ax >= 65520) return sign | 0x7c00; // rounds past the largest finite f16 (65504)
+  if (ax < 2 ** -14) {
+    // Subnormal: units of 2^-24; the scaling is exact, so the rounding below is the only one.
+    return sign | roundHalfEven(ax * 2 ** 24);
   }
-  let m = mant >>> 13;
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) {
-    m++;
-    if (m === 0x400) {
-      m = 0;
-      e++;
-      if (e >= 0x1f) return sign | 0x7c00;
-    }
+  let e = Math.floor(Math.log2(ax));
+  if (2 ** e > ax) e--;
+  else if (2 ** (e + 1) <= ax) e++;
+  let m = roundHalfEven((ax / 2 ** e - 1) * 1024); // exact scaling of the 52-bit mantissa
+  if (m === 1024) {
+    m = 0;
+    e++;
   }
-  return sign | (e << 10) | m;
+  if (e > 15) return sign | 0x7c00;
+  return sign | ((e + 15) << 10) | m;
+}
+
+function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const rest = v - f;
+  if (rest > 0.5 || (rest === 0.5 && f % 2 === 1)) return f + 1;
+  return f;
 }
 
 export function f16BitsToF32(h: number): number {

@@ -74,6 +74,8 @@ export class Tensor {
   /** Accumulated gradient of a leaf tensor after `backward()`. */
   grad: Tensor | null = null;
   gradFn: GradNode | null = null;
+  /** Set once backward or releaseGraph has freed the op that made this tensor. */
+  graphFreed = false;
   name = '';
   private store: Storage | null;
 
@@ -162,6 +164,9 @@ export function tidy<T extends Tensors>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
+  } catch (e) {
+    for (const t of scope) t.dispose();
+    throw e;
   } finally {
     scopes.pop();
   }
