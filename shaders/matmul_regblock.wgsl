@@ -3,8 +3,10 @@
 // context switch, so the tile lives in registers and the caches do the sharing.
 //
 // A workgroup computes TM rows × (WG·TN) columns. Every invocation of a workgroup works on the same
-// TM rows, so A's loads are uniform across the SIMD lanes (one scalar load, broadcast), and column
-// j of an invocation is col0 + lane + j·WG, so B's loads are contiguous across lanes.
+// TM rows, so A's loads have one address across the SIMD lanes, which lavapipe does as one scalar
+// load and a broadcast; B's loads differ per lane and are done lane by lane, so each is reused TM
+// times. Column j of an invocation is col0 + lane + j·WG. This scalar kernel takes any layout;
+// matmul_regblock_vec4.wgsl is faster where N % 4 == 0 and B is not transposed.
 // C[b] = op(A[b]) · op(B[b]) (+ bias). Accumulates in f32.
 
 alias T = f32;
