@@ -31,8 +31,8 @@ struct Params {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let N4 = p.N / 4u;
-  let row0 = wid.y * TM;
-  let col0 = wid.x * WG * TN + lid.x;
+  let row0 = wid.x * TM;  // row tiles run along x: consecutive workgroups reuse one panel of B
+  let col0 = wid.y * WG * TN + lid.x;
   let aBase = wid.z * p.strideA;
   let bBase = wid.z * p.strideB / 4u;
 

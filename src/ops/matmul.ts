@@ -50,6 +50,8 @@ export interface MatmulPlan {
   /** Output rows and columns covered by one workgroup. */
   tileM: number;
   tileN: number;
+  /** Row tiles run along the grid's x (consecutive workgroups share a panel of B), else columns do. */
+  rowsInX: boolean;
 }
 
 /** Problem facts the plan depends on besides the output size. */
@@ -65,16 +67,16 @@ export function planMatmul(rt: Runtime, M: number, N: number, layout: MatmulLayo
   return consts ? withConsts(plan, consts) : plan;
 }
 
-function tileOf(shader: MatmulPlan['shader'], c: Record<string, number>): { tileM: number; tileN: number } {
+function tileOf(shader: MatmulPlan['shader'], c: Record<string, number>): Pick<MatmulPlan, 'tileM' | 'tileN' | 'rowsInX'> {
   switch (shader) {
     case 'naive':
-      return { tileM: 16, tileN: 16 };
+      return { tileM: 16, tileN: 16, rowsInX: false };
     case 'regblock':
-      return { tileM: c.TM!, tileN: c.WG! * c.TN! };
+      return { tileM: c.TM!, tileN: c.WG! * c.TN!, rowsInX: true };
     case 'regblock_vec4':
-      return { tileM: c.TM!, tileN: 4 * c.WG! * c.TN! };
+      return { tileM: c.TM!, tileN: 4 * c.WG! * c.TN!, rowsInX: true };
     case 'tiled':
-      return { tileM: c.BM!, tileN: c.BN! };
+      return { tileM: c.BM!, tileN: c.BN!, rowsInX: false };
   }
 }
 
@@ -172,7 +174,7 @@ function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: bo
     kernel: key,
     buffers: { a: a.buffer, b: b.buffer, bias: bias ? bias.buffer : rt.dummy, c: out.buffer },
     params: { M, N, K, strideA, strideB: g.strideB, strideC: M * N },
-    workgroups: [Math.ceil(N / plan.tileN), Math.ceil(M / plan.tileM), batch],
+    workgroups: plan.rowsInX ? [Math.ceil(M / plan.tileM), Math.ceil(N / plan.tileN), batch] : [Math.ceil(N / plan.tileN), Math.ceil(M / plan.tileM), batch],
     work: { flops: 2 * batch * M * N * K, bytes: bytesPer * (a.size + b.size + out.size) },
   });
 }
