@@ -11,12 +11,12 @@ export const SWEEP_CONFIGS: Record<Exclude<MatmulVariant, 'naive'>, Record<strin
   // With N % 4 == 0 these are the vec4 kernel's (TN counts vec4 columns); otherwise the scalar one's.
   regblock: [
     { TM: 6, TN: 2, WG: 16 },
+    { TM: 6, TN: 2, WG: 8 },
+    { TM: 6, TN: 1, WG: 8 },
     { TM: 8, TN: 2, WG: 16 },
-    { TM: 8, TN: 2, WG: 64 },
-    { TM: 12, TN: 2, WG: 16 },
-    { TM: 8, TN: 3, WG: 16 },
-    { TM: 12, TN: 1, WG: 32 },
-    { TM: 4, TN: 4, WG: 16 },
+    { TM: 8, TN: 2, WG: 8 },
+    { TM: 4, TN: 4, WG: 8 },
+    { TM: 4, TN: 2, WG: 16 },
   ],
   tiled: [
     { BM: 32, BN: 32, BK: 16, TM: 2, TN: 2 },
