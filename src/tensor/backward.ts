@@ -7,6 +7,7 @@ import { ReefError } from '../gpu/errors.js';
 import { add } from '../ops/binary.js';
 import { accumulate } from '../ops/pointwise.js';
 import { sameShape } from '../ops/geometry.js';
+import { empty } from './create.js';
 import { ones } from './fill.js';
 import { noGrad } from './grad-mode.js';
 import { releaseNode } from './tape.js';
@@ -90,7 +91,20 @@ export function backward(root: Tensor, grad?: Tensor): void {
 }
 
 function addLeafGrad(leaf: Tensor, g: Tensor): void {
-  leaf.grad = leaf.grad ? keep(sumInto(leaf.grad, g)) : g;
+  leaf.grad = leaf.grad ? keep(sumInto(leaf.grad, g)) : owned(g);
+}
+
+/**
+ * A leaf's `.grad` owns its buffer: a gradient may arrive sharing one with another tensor (the two
+ * inputs of an add receive the same buffer), and in-place work on one `.grad` (clipping, scaling)
+ * must not change another.
+ */
+function owned(g: Tensor): Tensor {
+  if (!g.storage.shared) return g;
+  const copy = keep(empty(g.rt, g.shape, g.dtype, 'grad'));
+  g.rt.copy(g.buffer, 0, copy.buffer, 0, g.byteSize);
+  g.dispose();
+  return copy;
 }
 
 /**

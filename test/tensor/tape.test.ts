@@ -12,7 +12,7 @@ import { isGradEnabled, noGrad } from '../../src/tensor/grad-mode';
 import { tidy, type Tensor } from '../../src/tensor/tensor';
 import { add, mul } from '../../src/ops/binary';
 import { matmul } from '../../src/ops/matmul';
-import { scale } from '../../src/ops/pointwise';
+import { fill, scale } from '../../src/ops/pointwise';
 import { sum } from '../../src/ops/reduce';
 import { reshape } from '../../src/ops/shape';
 import { testRuntime } from '../support/runtime';
@@ -136,6 +136,22 @@ describe('backward: values', () => {
     }
     expect(await values(x.grad)).toEqual([2, 2]);
     expect(await values(y.grad)).toEqual([2, 2]);
+    zeroGrad([x, y]);
+    disposeAll(x, y);
+  });
+});
+
+describe('leaf gradients own their buffers', () => {
+  it('x.grad and y.grad of an add are separate buffers, so in-place work on one leaves the other', async () => {
+    const x = tensor(rt, [1, 2], [2], { requiresGrad: true });
+    const y = tensor(rt, [3, 4], [2], { requiresGrad: true });
+    const l = tidy(() => sum(add(x, y)));
+    backward(l);
+    l.dispose();
+    expect(x.grad!.buffer).not.toBe(y.grad!.buffer);
+    fill(x.grad!, 7);
+    expect(await values(x.grad)).toEqual([7, 7]);
+    expect(await values(y.grad)).toEqual([1, 1]);
     zeroGrad([x, y]);
     disposeAll(x, y);
   });
