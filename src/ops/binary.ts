@@ -39,65 +39,55 @@ function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** Sums g back to `shape` and frees the intermediate when a new tensor was made. */
-function reduceTo(g: Tensor, shape: readonly number[]): Tensor {
-  return sumTo(g, shape);
-}
-
 export function add(a: Tensor, b: Tensor): Tensor {
   const out = binaryKernel('add', a, b);
-  return record('add', out, [a, b], [], (g) => [reduceTo(g, a.shape), reduceTo(g, b.shape)]);
+  return record('add', out, [a, b], [], (g) => [a.requiresGrad ? sumTo(g, a.shape) : null, b.requiresGrad ? sumTo(g, b.shape) : null]);
 }
 
 export function sub(a: Tensor, b: Tensor): Tensor {
   const out = binaryKernel('sub', a, b);
   return record('sub', out, [a, b], [], (g) => {
-    const gb = reduceTo(g, b.shape);
-    const ngb = neg(gb);
-    gb.dispose();
-    return [reduceTo(g, a.shape), ngb];
+    let gb: Tensor | null = null;
+    if (b.requiresGrad) {
+      const s = sumTo(g, b.shape);
+      gb = neg(s);
+      s.dispose();
+    }
+    return [a.requiresGrad ? sumTo(g, a.shape) : null, gb];
   });
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {
   const out = binaryKernel('mul', a, b);
-  return record('mul', out, [a, b], [a, b], (g, [as, bs]) => {
-    const ga = a.requiresGrad ? productTo(g, bs!, a.shape) : null;
-    const gb = b.requiresGrad ? productTo(g, as!, b.shape) : null;
-    return [ga, gb];
-  });
+  return record('mul', out, [a, b], [a, b], (g, [as, bs]) => [
+    a.requiresGrad ? combinedTo('mul', g, bs!, a.shape) : null,
+    b.requiresGrad ? combinedTo('mul', g, as!, b.shape) : null,
+  ]);
 }
 
 export function div(a: Tensor, b: Tensor): Tensor {
   const out = binaryKernel('div', a, b);
   return record('div', out, [a, b], [a, b], (g, [as, bs]) =>
     noGrad(() => {
-      const ga = a.requiresGrad ? quotientTo(g, bs!, a.shape) : null;
+      const ga = a.requiresGrad ? combinedTo('div', g, bs!, a.shape) : null;
       let gb: Tensor | null = null;
       if (b.requiresGrad) {
         // ∂(a/b)/∂b = −a/b²
         const q = binaryKernel('div', as!, bs!);
         const q2 = binaryKernel('div', q, bs!);
-        const t = binaryKernel('mul', g, q2);
-        const s = reduceTo(t, b.shape);
+        const s = combinedTo('mul', g, q2, b.shape);
         gb = neg(s);
-        for (const x of [q, q2, t, s]) x.dispose();
+        for (const x of [q, q2, s]) x.dispose();
       }
       return [ga, gb];
     }),
   );
 }
 
-function productTo(g: Tensor, other: Tensor, shape: readonly number[]): Tensor {
-  const t = binaryKernel('mul', g, other);
-  const r = reduceTo(t, shape);
-  t.dispose();
-  return r;
-}
-
-function quotientTo(g: Tensor, other: Tensor, shape: readonly number[]): Tensor {
-  const t = binaryKernel('div', g, other);
-  const r = reduceTo(t, shape);
+/** Σ over the broadcast axes of g ∘ other, back to `shape` (the gradient of a broadcast product). */
+function combinedTo(op: 'mul' | 'div', g: Tensor, other: Tensor, shape: readonly number[]): Tensor {
+  const t = binaryKernel(op, g, other);
+  const r = sumTo(t, shape);
   t.dispose();
   return r;
 }
