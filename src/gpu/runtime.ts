@@ -143,7 +143,7 @@ export class Runtime {
     for (const b of kernel.buffers) {
       const given = call.buffers[b.name];
       if (!given) throw new ReefError(`kernel ${label}: buffer '${b.name}' (binding ${b.binding}) not bound`);
-      const slice = 'buffer' in given && !('mapState' in given) ? given : { buffer: given as GPUBuffer };
+      const slice: BufferSlice = 'mapState' in given ? { buffer: given } : given; // a GPUBuffer, or a slice of one
       const size = slice.size ?? (slice.buffer.size - (slice.offset ?? 0));
       if (size > this.caps.maxStorageBufferBindingSize) {
         throw new ReefError(`kernel ${label}: '${b.name}' binds ${size} bytes, over the adapter's maxStorageBufferBindingSize ${this.caps.maxStorageBufferBindingSize}`);
