@@ -28,6 +28,23 @@ export async function buildCli() {
   });
 }
 
+/**
+ * One file with every dependency but Dawn inlined, for a machine that has node and the `webgpu`
+ * package but no node_modules otherwise (e.g. a lent GPU machine; see ../shared/GPU.md).
+ */
+export async function buildStandalone() {
+  await build({
+    ...common,
+    entryPoints: ['src/cli/standalone.ts'],
+    platform: 'node',
+    target: 'node20',
+    external: ['webgpu'],
+    // Bundled CommonJS dependencies call require() for Node built-ins.
+    banner: { js: "import { createRequire as reefCreateRequire } from 'node:module'; const require = reefCreateRequire(import.meta.url);" },
+    outfile: 'dist/standalone/reef.mjs',
+  });
+}
+
 export async function buildAll() {
   await buildCli();
   await build({ ...common, entryPoints: ['src/index.ts'], platform: 'node', target: 'node20', packages: 'external', outfile: 'dist/reef.mjs' });
@@ -38,5 +55,6 @@ export async function buildAll() {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   if (process.argv.includes('--cli')) await buildCli();
+  else if (process.argv.includes('--standalone')) await buildStandalone();
   else await buildAll();
 }

@@ -1,6 +1,7 @@
 /**
  * The `reef` command line. Thin: parses flags and calls the library (and kernels-bench for `bench`).
  */
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -26,8 +27,20 @@ commands:
 environment: REEF_PROFILE=1 profiles every dispatch; REEF_MATMUL=naive|regblock|tiled forces a matmul variant;
 REEF_DAWN_FLAGS adds Dawn toggles; REEF_POLL_BACKOFF=0 turns off back-off polling under Node.`;
 
-/** Repository (or package) root: dist/cli.mjs sits one folder below it. */
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** Repository (or package) root: the nearest folder above the bundle with reef's package.json. */
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name === 'reef') return dir;
+    } catch {
+      /* not here */
+    }
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+const ROOT = findRoot();
 
 async function withRuntime(profile: boolean, fn: (rt: Runtime) => Promise<number>): Promise<number> {
   const rt = await Runtime.create({ profile: profile || undefined });
