@@ -20,7 +20,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wid.y * nwg.x + wid.x) * WG + lid.x;
+  let i = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid.x;
   if (i >= p.n) { return; }
   let g = grad[i] * p.gradScale;
   let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;

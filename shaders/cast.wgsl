@@ -13,12 +13,12 @@ struct Params { n: u32 }
 
 @compute @workgroup_size(WG)
 fn to_f16(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wid.y * nwg.x + wid.x) * WG + lid.x;
+  let i = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid.x;
   if (i < p.n) { dst16[i] = f16(src32[i]); }
 }
 
 @compute @workgroup_size(WG)
 fn to_f32(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wid.y * nwg.x + wid.x) * WG + lid.x;
+  let i = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid.x;
   if (i < p.n) { dst32[i] = f32(src16[i]); }
 }

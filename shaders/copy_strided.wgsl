@@ -20,7 +20,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wid.y * nwg.x + wid.x) * WG + lid.x;
+  let i = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid.x;
   if (i >= p.n) { return; }
   var rest = i;
   var si = p.inOffset;

@@ -38,7 +38,7 @@ fn workgroupSum(v: f32, lane: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row = wid.y * nwg.x + wid.x;
+  let row = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
   if (row >= p.rows) { return; }
   let base = row * p.C;
   var s = 0.0;
@@ -58,7 +58,7 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
 // dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = g·w
 @compute @workgroup_size(WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row = wid.y * nwg.x + wid.x;
+  let row = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
   if (row >= p.rows) { return; }
   let base = row * p.C;
   let mean = stats[2u * row];
@@ -83,10 +83,10 @@ fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
 
 // Partial dw = Σ g·x̂ and db = Σ g over one chunk of rows, one invocation per channel.
 @compute @workgroup_size(WG)
-fn backward_params(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn backward_params(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * WG + lid.x;
-  let chunk = wid.y;
-  if (c >= p.C) { return; }
+  let chunk = wid.z * nwg.y + wid.y;  // chunks run over y·z: more than 65535 of them for tall inputs
+  if (c >= p.C || chunk >= p.chunks) { return; }
   let r0 = chunk * ROWS_PER_CHUNK;
   let r1 = min(r0 + ROWS_PER_CHUNK, p.rows);
   var dw = 0.0;

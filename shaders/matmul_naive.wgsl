@@ -10,6 +10,7 @@ override HAS_BIAS: bool = false;
 struct Params {
   M: u32, N: u32, K: u32,
   strideA: u32, strideB: u32, strideC: u32,  // per-batch element strides (0: shared across the batch)
+  rowTile0: u32,  // first row tile of this dispatch (tall outputs take several dispatches)
 }
 
 @group(0) @binding(0) var<storage, read> a: array<T>;
@@ -21,7 +22,7 @@ struct Params {
 @compute @workgroup_size(16, 16)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let n = gid.x;
-  let m = gid.y;
+  let m = gid.y + p.rowTile0 * 16u;
   if (m >= p.M || n >= p.N) { return; }
   let aBase = gid.z * p.strideA;
   let bBase = gid.z * p.strideB;

@@ -22,6 +22,7 @@ override HAS_BIAS: bool = false;
 struct Params {
   M: u32, N: u32, K: u32,
   strideA: u32, strideB: u32, strideC: u32,
+  rowTile0: u32,  // first row tile of this dispatch (tall outputs take several dispatches)
 }
 
 @group(0) @binding(0) var<storage, read> a: array<T>;
@@ -32,7 +33,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row0 = wid.x * TM;  // row tiles run along x: consecutive workgroups reuse one panel of B
+  let row0 = (wid.x + p.rowTile0) * TM;  // row tiles run along x: consecutive workgroups reuse one panel of B
   let col0 = wid.y * WG * TN + lid.x;
   let aBase = wid.z * p.strideA;
   let bBase = wid.z * p.strideB;

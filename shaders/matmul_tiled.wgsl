@@ -22,6 +22,7 @@ override HAS_BIAS: bool = false;
 struct Params {
   M: u32, N: u32, K: u32,
   strideA: u32, strideB: u32, strideC: u32,
+  rowTile0: u32,  // first row tile of this dispatch (tall outputs take several dispatches)
 }
 
 @group(0) @binding(0) var<storage, read> a: array<T>;
@@ -48,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let tx = lid.x;
   let ty = lid.y;
   let t = ty * WX + tx;
-  let row0 = wid.y * BM;
+  let row0 = (wid.y + p.rowTile0) * BM;
   let col0 = wid.x * BN;
   let aBase = wid.z * p.strideA;
   let bBase = wid.z * p.strideB;

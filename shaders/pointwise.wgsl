@@ -14,7 +14,7 @@ struct Params { n: u32, alpha: f32, beta: f32 }
 @group(0) @binding(3) var<uniform> p: Params;
 
 fn index(wid: vec3u, nwg: vec3u, lid: vec3u) -> u32 {
-  return (wid.y * nwg.x + wid.x) * WG + lid.x;
+  return ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid.x;
 }
 
 // erf in f32 (WGSL has none). |x| < 0.5: Taylor series to x¹¹ (relative error < 3e-8).

@@ -21,7 +21,7 @@ var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let o = wid.y * nwg.x + wid.x;
+  let o = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
   if (o >= p.outCount) { return; }  // uniform per workgroup, so the barriers below stay uniform
   var base = 0u;
   var rest = o;

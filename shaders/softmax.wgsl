@@ -42,10 +42,10 @@ fn workgroupMax(v: f32, lane: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row = wid.y * nwg.x + wid.x;
+  let row = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
   if (row >= p.rows) { return; }
   let base = row * p.C;
-  var m = -3.0e38;
+  var m = f32(x[base]);  // a real element, so rows of huge negative values (masks) stay finite
   for (var c = lid.x; c < p.C; c += WG) { m = max(m, f32(x[base + c])); }
   m = workgroupMax(m, lid.x);
   var s = 0.0;
@@ -60,7 +60,7 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
 
 @compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row = wid.y * nwg.x + wid.x;
+  let row = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
   if (row >= p.rows) { return; }
   let base = row * p.C;
   var s = 0.0;

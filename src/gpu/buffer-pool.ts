@@ -43,6 +43,8 @@ export class BufferPool {
   constructor(
     private readonly device: GPUDevice,
     private readonly maxBufferSize: number,
+    /** The largest storage binding: a tensor within it must get a buffer within it. */
+    private readonly maxBindingSize: number,
     /** Tells whether commands are being recorded that may still use a released buffer. */
     private readonly recording: () => boolean,
     /** Called with an error found asynchronously (out-of-memory on creation). */
@@ -52,7 +54,10 @@ export class BufferPool {
   ) {}
 
   acquire(bytes: number, what: string): GPUBuffer {
-    const size = bucketSize(bytes);
+    let size = bucketSize(bytes);
+    // A bucket may overshoot a limit the request itself is within: then take the exact size.
+    const exact = Math.ceil(Math.max(bytes, 4) / 4) * 4;
+    if ((size > this.maxBufferSize || size > this.maxBindingSize) && exact <= Math.min(this.maxBufferSize, this.maxBindingSize)) size = exact;
     if (size > this.maxBufferSize) {
       throw new GpuOutOfMemoryError(`${what} (larger than the adapter's maxBufferSize ${this.maxBufferSize})`, size, this.stats.inUse, this.stats.peak);
     }

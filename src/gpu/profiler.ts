@@ -109,6 +109,14 @@ export class Profiler {
     return rows.sort((a, b) => (b.totalMs ?? 0) - (a.totalMs ?? 0) || b.calls - a.calls);
   }
 
+  /** Frees the query set and readback buffers. */
+  dispose(): void {
+    this.querySet?.destroy();
+    this.resolveBuf?.destroy();
+    for (const b of this.readBufs) b.destroy();
+    this.readBufs.length = 0;
+  }
+
   /** Clears the table once the timestamps of work already submitted have been counted. */
   async reset(): Promise<void> {
     while (this.pending.size) await Promise.all([...this.pending]);

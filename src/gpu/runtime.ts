@@ -23,6 +23,11 @@ export interface RuntimeOptions {
   profile?: boolean;
   /** Dispatches recorded before an automatic submit (default 256). */
   maxBatch?: number;
+  /**
+   * Use at most this many workgroups per grid dimension (below the adapter's limit), so tests can
+   * exercise the paths that split large problems over several dispatches at small sizes.
+   */
+  maxWorkgroupsPerDimension?: number;
   host?: Host;
 }
 
@@ -82,7 +87,7 @@ export class Runtime {
     this.caps = caps;
     this.maxBatch = maxBatch;
     const track = (check: Promise<void>) => void this.pendingScopes.push(check);
-    this.pool = new BufferPool(device, caps.maxBufferSize, () => this.encoder !== null, (e) => this.fail(e), track);
+    this.pool = new BufferPool(device, caps.maxBufferSize, caps.maxStorageBufferBindingSize, () => this.encoder !== null, (e) => this.fail(e), track);
     this.pipelines = new PipelineCache(device, (label, e) => this.fail(new GpuValidationError([label], e.message)), track);
     this.profiler = profile ? new Profiler(device, caps.timestamps, host.waitForGpu) : null;
     this.dummy = device.createBuffer({ size: 16, usage: BufferUsage.STORAGE, label: 'reef-dummy' });
@@ -98,10 +103,13 @@ export class Runtime {
     const env = (n: string) => host.env(n);
     const profile = options.profile ?? env('REEF_PROFILE') === '1';
     const maxBatch = options.maxBatch ?? Number(env('REEF_MAX_BATCH') ?? 256);
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new ReefError(`maxBatch (REEF_MAX_BATCH) must be a positive integer, got ${maxBatch}`);
+    const limitCaps = (caps: Caps): Caps =>
+      options.maxWorkgroupsPerDimension ? { ...caps, maxWorkgroupsPerDimension: Math.min(caps.maxWorkgroupsPerDimension, options.maxWorkgroupsPerDimension) } : caps;
     if (options.device) {
       const d = options.device;
       const caps = readCaps(d.adapterInfo ?? {}, d.features as ReadonlySet<string>, d.limits);
-      return new Runtime(host, d, caps, false, profile, maxBatch);
+      return new Runtime(host, d, limitCaps(caps), false, profile, maxBatch);
     }
     let adapter = options.adapter ?? null;
     if (!adapter) {
@@ -127,7 +135,7 @@ export class Runtime {
     }
     const info = adapter.info ?? {};
     const caps = readCaps(info, adapterFeatures, device.limits, (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true);
-    return new Runtime(host, device, caps, true, profile, maxBatch);
+    return new Runtime(host, device, limitCaps(caps), true, profile, maxBatch);
   }
 
   get isDisposed(): boolean {
@@ -303,6 +311,7 @@ export class Runtime {
     for (const list of this.staging.values()) for (const b of list) b.destroy();
     this.staging.clear();
     this.dummy.destroy();
+    this.profiler?.dispose();
     if (this.ownsDevice) this.device.destroy();
   }
 

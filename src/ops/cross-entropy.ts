@@ -24,7 +24,7 @@ export function crossEntropySoft(logits: Tensor, targets: Tensor): Tensor {
   const rows = C ? logits.size / C : 0;
   if (rows === 0) throw new ReefError(`crossEntropySoft: ${logits.describe()} is empty`);
   const rowLoss = empty(rt, [rows], 'f32', 'ce_row_loss');
-  const stats = empty(rt, [rows, 2], 'f32', 'ce_stats');
+  const stats = empty(rt, [rows, 3], 'f32', 'ce_stats');
   const params = { rows, C, n: logits.size };
   const bytes = BYTES_PER_ELEMENT[logits.dtype];
   rt.dispatch({
@@ -37,11 +37,11 @@ export function crossEntropySoft(logits: Tensor, targets: Tensor): Tensor {
   const loss = noGrad(() => mean(rowLoss));
   rowLoss.dispose();
   const out = record('crossEntropySoft', loss, [logits, targets], [logits, targets, stats], (g, [xs, ts, st]) => {
-    const dx = empty(rt, logits.shape, logits.dtype, 'ce_dlogits');
-    const dt = empty(rt, logits.shape, logits.dtype, 'ce_dtargets');
+    const dx = logits.requiresGrad ? empty(rt, logits.shape, logits.dtype, 'ce_dlogits') : null;
+    const dt = targets.requiresGrad ? empty(rt, logits.shape, logits.dtype, 'ce_dtargets') : null;
     rt.dispatch({
-      kernel: { shader: CROSS_ENTROPY, entry: 'backward', elem: logits.dtype },
-      buffers: { x: xs!.buffer, t: ts!.buffer, gradOut: g.buffer, stats: st!.buffer, dx: dx.buffer, dt: dt.buffer },
+      kernel: { shader: CROSS_ENTROPY, entry: 'backward', elem: logits.dtype, overrides: { WRITE_DX: dx !== null, WRITE_DT: dt !== null } },
+      buffers: { x: xs!.buffer, t: ts!.buffer, gradOut: g.buffer, stats: st!.buffer, dx: dx ? dx.buffer : rt.dummy, dt: dt ? dt.buffer : rt.dummy },
       params,
       workgroups: grid1d(logits.size, 256, rt.caps.maxWorkgroupsPerDimension),
       work: { flops: 6 * logits.size, bytes: 4 * logits.size * bytes },

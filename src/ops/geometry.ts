@@ -3,17 +3,28 @@ import { ReefError } from '../gpu/errors.js';
 
 export const MAX_RANK = 8;
 
-/** A 1-D problem of n items on workgroups of `wg`, laid out as x·y workgroups (x ≤ 65535). */
-export function grid1d(n: number, wg: number, maxPerDim = 65535): [number, number] {
+/**
+ * A 1-D problem of n items on workgroups of `wg`, laid out over x·y·z workgroups (each ≤ the
+ * per-dimension limit); kernels recover their index as ((z·ny + y)·nx + x)·wg + lane and skip
+ * indices past the end.
+ */
+export function grid1d(n: number, wg: number, maxPerDim = 65535): [number, number, number] {
   const groups = Math.ceil(n / wg);
-  if (groups <= maxPerDim) return [groups, 1];
-  const y = Math.ceil(groups / maxPerDim);
-  if (y > maxPerDim) throw new ReefError(`problem of ${n} items is too large for one dispatch`);
-  return [Math.ceil(groups / y), y];
+  const x = Math.min(groups, maxPerDim);
+  const [y, z] = split2(Math.ceil(groups / Math.max(x, 1)), maxPerDim);
+  return [x, y, z];
 }
 
-/** One workgroup per item (row or output element), laid out as x·y. */
-export function gridRows(rows: number, maxPerDim = 65535): [number, number] {
+/** n items over two grid dimensions, each ≤ maxPerDim (y fills first). */
+export function split2(n: number, maxPerDim = 65535): [number, number] {
+  const y = Math.max(1, Math.min(n, maxPerDim));
+  const z = Math.max(1, Math.ceil(n / y));
+  if (z > maxPerDim) throw new ReefError(`problem of ${n} workgroup rows is too large for one dispatch`);
+  return [y, z];
+}
+
+/** One workgroup per item (row or output element), laid out as x·y·z. */
+export function gridRows(rows: number, maxPerDim = 65535): [number, number, number] {
   return grid1d(rows, 1, maxPerDim);
 }
 

@@ -6,7 +6,7 @@ import { empty } from '../tensor/create.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
-import { gridRows } from './geometry.js';
+import { gridRows, split2 } from './geometry.js';
 import { cast } from './cast.js';
 import { sum } from './reduce.js';
 
@@ -41,22 +41,22 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   const out = record('layerNorm', y, inputs, affine ? [x, stats, weight!] : [x, stats], (g, saved) =>
     noGrad(() => {
       const [xs, st, w] = saved as [Tensor, Tensor, Tensor | undefined];
-      const dx = empty(rt, x.shape, x.dtype, 'layernorm_dx');
-      rt.dispatch({
+      const dx = x.requiresGrad ? empty(rt, x.shape, x.dtype, 'layernorm_dx') : null;
+      if (dx) rt.dispatch({
         kernel: { shader: LAYERNORM, entry: 'backward_input', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
-        buffers: { x: xs.buffer, weight: (w ?? xs).buffer, grad: g.buffer, y: dx.buffer, stats: st.buffer },
+        buffers: { x: xs.buffer, weight: (w ?? xs).buffer, grad: g.buffer, y: dx!.buffer, stats: st.buffer },
         params,
         workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
         work: { flops: 10 * x.size, bytes: 3 * x.size * bytes },
       });
-      if (!affine) return [dx];
+      if (!affine || !(weight!.requiresGrad || bias!.requiresGrad)) return affine ? [dx, null, null] : [dx];
       const partialW = empty(rt, [params.chunks, C], 'f32', 'layernorm_dw_partial');
       const partialB = empty(rt, [params.chunks, C], 'f32', 'layernorm_db_partial');
       rt.dispatch({
         kernel: { shader: LAYERNORM, entry: 'backward_params', elem: x.dtype, consts: { WG, ROWS_PER_CHUNK } },
         buffers: { x: xs.buffer, grad: g.buffer, stats: st.buffer, dweight: partialW.buffer, dbias: partialB.buffer },
         params,
-        workgroups: [Math.ceil(C / WG), params.chunks],
+        workgroups: [Math.ceil(C / WG), ...split2(params.chunks, rt.caps.maxWorkgroupsPerDimension)],
         work: { flops: 4 * x.size, bytes: 2 * x.size * bytes },
       });
       // Partial sums are f32 whatever the element type; the gradients take the parameters' type.

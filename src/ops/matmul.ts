@@ -189,13 +189,25 @@ function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: bo
   if (plan.shader !== 'regblock_vec4') overrides.TRANS_B = transB;
   const key: KernelKey = { shader: MATMUL_SHADERS[plan.shader], entry: 'main', elem: a.dtype, consts: plan.consts, overrides };
   const bytesPer = BYTES_PER_ELEMENT[a.dtype];
-  rt.dispatch({
-    kernel: key,
-    buffers: { a: a.buffer, b: b.buffer, bias: bias ? bias.buffer : rt.dummy, c: out.buffer },
-    params: { M, N, K, strideA, strideB: g.strideB, strideC: M * N },
-    workgroups: plan.rowsInX ? [Math.ceil(M / plan.tileM), Math.ceil(N / plan.tileN), batch] : [Math.ceil(N / plan.tileN), Math.ceil(M / plan.tileM), batch],
-    work: { flops: 2 * batch * M * N * K, bytes: bytesPer * (a.size + b.size + out.size) },
-  });
+  const maxWg = rt.caps.maxWorkgroupsPerDimension;
+  const rowTiles = Math.ceil(M / plan.tileM);
+  const colTiles = Math.ceil(N / plan.tileN);
+  if (colTiles > maxWg || batch > maxWg) {
+    throw new ReefError(`matmul ${a.describe()} · ${b.describe()}: ${colTiles} column tiles or a batch of ${batch} exceed ${maxWg} workgroups per dimension`);
+  }
+  // Tall outputs (e.g. 4 × 117649 tokens) have more row tiles than one grid dimension holds: one
+  // dispatch per chunk of rows, each told where its rows start.
+  for (let rowTile0 = 0; rowTile0 < rowTiles; rowTile0 += maxWg) {
+    const tiles = Math.min(maxWg, rowTiles - rowTile0);
+    const share = tiles / rowTiles;
+    rt.dispatch({
+      kernel: key,
+      buffers: { a: a.buffer, b: b.buffer, bias: bias ? bias.buffer : rt.dummy, c: out.buffer },
+      params: { M, N, K, strideA, strideB: g.strideB, strideC: M * N, rowTile0 },
+      workgroups: plan.rowsInX ? [tiles, colTiles, batch] : [colTiles, tiles, batch],
+      work: { flops: share * 2 * batch * M * N * K, bytes: share * bytesPer * (a.size + b.size + out.size) },
+    });
+  }
 }
 
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
@@ -207,7 +219,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     throw new ReefError(`matmul: bias ${bias.describe()} must be ${a.dtype}[${g.N}]`);
   }
   const out = empty(a.rt, g.outShape, a.dtype, 'matmul');
-  matmulKernel(a, b, out, g, transA, transB, bias, opts.variant, opts.consts);
+  try {
+    matmulKernel(a, b, out, g, transA, transB, bias, opts.variant, opts.consts);
+  } catch (e) {
+    out.dispose();
+    throw e;
+  }
   const inputs = bias ? [a, b, bias] : [a, b];
   return record('matmul', out, inputs, [a, b], (grad, [as, bs]) =>
     noGrad(() => {

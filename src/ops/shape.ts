@@ -102,7 +102,8 @@ export function slice(x: Tensor, starts: readonly number[], ends: readonly numbe
   });
 }
 
-export function concat(xs: readonly Tensor[], axis: number): Tensor {
+export function concat(parts: readonly Tensor[], axis: number): Tensor {
+  const xs = [...parts]; // the tape keeps its own list: the caller may reuse theirs
   const first = xs[0];
   if (!first) throw new ReefError('concat: no tensors given');
   const ax = normalizeAxis(axis, first.ndim, 'concat');
@@ -124,6 +125,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   }
   return record('concat', out, xs, [], (g) =>
     xs.map((t, i) => {
+      if (!t.requiresGrad) return null;
       const starts = outShape.map((_, d) => (d === ax ? offsets[i]! : 0));
       const ends = outShape.map((n, d) => (d === ax ? offsets[i]! + t.shape[ax]! : n));
       return slice(g, starts, ends);

@@ -48,7 +48,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
   if (root.graphFreed) throw freedError(root);
   if (!root.requiresGrad) throw new ReefError(`backward: ${root.describe()} does not require grad (no input had requiresGrad, or it was made under noGrad)`);
   if (!grad && root.size !== 1) throw new ReefError(`backward: ${root.describe()} is not a scalar; pass the output gradient`);
-  if (grad && !sameShape(grad.shape, root.shape)) throw new ReefError(`backward: gradient ${grad.describe()} does not match ${root.describe()}`);
+  if (grad && (!sameShape(grad.shape, root.shape) || grad.dtype !== root.dtype || grad.rt !== root.rt)) {
+    throw new ReefError(`backward: gradient ${grad.describe()} does not match ${root.describe()} (shape, element type and runtime must agree)`);
+  }
   noGrad(() => {
     const grads = new Map<Tensor, Tensor>();
     const seed = grad ? grad.share() : ones(root.rt, root.shape, { dtype: root.dtype });
@@ -59,34 +61,50 @@ export function backward(root: Tensor, grad?: Tensor): void {
     }
     grads.set(root, seed);
     const order = topoOrder(root);
-    for (let k = order.length - 1; k >= 0; k--) {
-      const t = order[k]!;
-      const node = t.gradFn!;
-      const g = grads.get(t);
-      grads.delete(t);
-      t.gradFn = null; // the graph is consumed, as in PyTorch without retain_graph
-      t.graphFreed = true;
-      if (!g) {
-        releaseNode(node);
-        continue;
-      }
-      const gins = node.backward(g, node.saved);
-      releaseNode(node);
-      g.dispose();
-      node.inputs.forEach((input, i) => {
-        const gi = gins[i];
-        if (!gi) return;
-        keep(gi);
-        if (!input.requiresGrad) return gi.dispose();
-        if (!sameShape(gi.shape, input.shape)) {
-          throw new ReefError(`backward of ${node.op}: gradient ${gi.describe()} does not match input ${input.describe()}`);
+    let k = order.length - 1;
+    try {
+      for (; k >= 0; k--) {
+        const t = order[k]!;
+        const node = t.gradFn!;
+        const g = grads.get(t);
+        grads.delete(t);
+        t.gradFn = null; // the graph is consumed, as in PyTorch without retain_graph
+        t.graphFreed = true;
+        if (!g) {
+          releaseNode(node);
+          continue;
         }
-        if (isLeaf(input)) return addLeafGrad(input, gi);
-        const prev = grads.get(input);
-        grads.set(input, prev ? sumInto(prev, gi) : gi);
-      });
+        let gins: (Tensor | null)[];
+        try {
+          gins = node.backward(g, node.saved);
+        } finally {
+          releaseNode(node);
+          g.dispose();
+        }
+        gins.forEach((gi) => gi && keep(gi));
+        node.inputs.forEach((input, i) => {
+          const gi = gins[i];
+          if (!gi) return;
+          if (!input.requiresGrad) return gi.dispose();
+          if (!sameShape(gi.shape, input.shape) || gi.dtype !== input.dtype) {
+            gi.dispose();
+            throw new ReefError(`backward of ${node.op}: gradient ${gi.describe()} does not match input ${input.describe()}`);
+          }
+          if (isLeaf(input)) return addLeafGrad(input, gi);
+          const prev = grads.get(input);
+          grads.set(input, prev ? sumInto(prev, gi) : gi);
+        });
+      }
+    } finally {
+      // On an error part-way, free what the remaining nodes hold so nothing leaks.
+      for (let j = k - 1; j >= 0; j--) {
+        const t = order[j]!;
+        if (t.gradFn) releaseNode(t.gradFn);
+        t.gradFn = null;
+        t.graphFreed = true;
+      }
+      for (const g of grads.values()) g.dispose();
     }
-    for (const g of grads.values()) g.dispose();
   });
 }
 

@@ -148,10 +148,12 @@ export class Tensor {
 
 type Tensors = Tensor | Tensor[] | { [k: string]: unknown } | void | number | undefined;
 
-function collect(value: unknown, into: Set<Tensor>, depth = 0): void {
+function collect(value: unknown, into: Set<Tensor>, seen = new Set<object>()): void {
   if (value instanceof Tensor) into.add(value);
-  else if (depth < 3 && Array.isArray(value)) for (const v of value) collect(v, into, depth + 1);
-  else if (depth < 3 && value && typeof value === 'object') for (const v of Object.values(value)) collect(v, into, depth + 1);
+  else if (value && typeof value === 'object' && !seen.has(value)) {
+    seen.add(value);
+    for (const v of Array.isArray(value) ? value : Object.values(value)) collect(v, into, seen);
+  }
 }
 
 /**

@@ -37,6 +37,8 @@ export class AdamW {
   private readonly eps: number;
   private readonly moments: { m: Tensor; v: Tensor }[];
   private readonly decayed: boolean[];
+  /** Updates applied to each parameter (its bias-correction step). */
+  readonly paramSteps: number[];
 
   constructor(
     readonly params: readonly Tensor[],
@@ -51,6 +53,7 @@ export class AdamW {
     for (const p of params) if (p.dtype !== 'f32') throw new ReefError(`AdamW: parameter ${p.describe()} must be f32 (master weights)`);
     this.moments = params.map((p) => ({ m: keep(zeros(p.rt, p.shape)), v: keep(zeros(p.rt, p.shape)) }));
     this.decayed = params.map(decays);
+    this.paramSteps = params.map(() => 0);
   }
 
   /** Applies one update from each parameter's `.grad` (parameters without one are skipped). */
@@ -58,10 +61,13 @@ export class AdamW {
     this.step++;
     const lr = opts.lr ?? this.lr;
     const wd = opts.weightDecay ?? this.weightDecay;
-    const bc1 = 1 - this.beta1 ** this.step;
-    const bc2 = 1 - this.beta2 ** this.step;
     this.params.forEach((p, i) => {
       if (!p.grad || p.size === 0) return;
+      // Bias correction counts this parameter's own updates, as PyTorch's per-parameter state does:
+      // one that first receives a gradient late (a frozen last layer) starts from step 1.
+      const t = ++this.paramSteps[i]!;
+      const bc1 = 1 - this.beta1 ** t;
+      const bc2 = 1 - this.beta2 ** t;
       const { m, v } = this.moments[i]!;
       p.rt.dispatch({
         kernel: { shader: ADAMW, entry: 'main' },

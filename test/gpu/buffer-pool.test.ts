@@ -50,11 +50,11 @@ function fakeDevice(oomOnCreate = false) {
   return { device: device as unknown as GPUDevice, created, openScopes: () => scopes };
 }
 
-function makePool(opts: { maxBufferSize?: number; oom?: boolean } = {}) {
+function makePool(opts: { maxBufferSize?: number; maxBindingSize?: number; oom?: boolean } = {}) {
   const fake = fakeDevice(opts.oom);
   let recording = false;
   const errors: Error[] = [];
-  const pool = new BufferPool(fake.device, opts.maxBufferSize ?? 2 ** 32, () => recording, (e) => errors.push(e));
+  const pool = new BufferPool(fake.device, opts.maxBufferSize ?? 2 ** 32, opts.maxBindingSize ?? 2 ** 32, () => recording, (e: Error) => errors.push(e));
   return {
     pool,
     ...fake,
