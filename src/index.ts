@@ -31,3 +31,18 @@ import { Runtime, type RuntimeOptions } from './gpu/runtime.js';
 export function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   return Runtime.create(options);
 }
+
+// Weights on the host: safetensors from any byte source (files in Node via src/io/node-file.ts,
+// Blobs in a browser, bytes anywhere).
+export {
+  readHeader as readSafetensorsHeader,
+  readTensor as readSafetensorsTensor,
+  writeSafetensors,
+  safetensorsLayout,
+  bytesSource,
+  blobSource,
+  type ByteSource,
+  type SafetensorsHeader,
+  type HostTensor,
+  type WriteTensor,
+} from './io/safetensors.js';
