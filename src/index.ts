@@ -46,3 +46,6 @@ export {
   type HostTensor,
   type WriteTensor,
 } from './io/safetensors.js';
+
+// Volumes on the host: NIfTI-1/2 (.nii, .nii.gz) as MONAI's LoadImage + EnsureChannelFirst give them.
+export { decodeNifti, windowHu, NiftiError, type Volume } from './data/nifti.js';
