@@ -145,3 +145,18 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   copyStrided(x, out, { shape, inStride: broadcastStrides(x.shape, shape), outStride: contiguousStrides(shape) });
   return record('expand', out, [x], [], (g) => [sumTo(g, x.shape)]);
 }
+
+/**
+ * Zero padding at the end of each axis (`after[i]` elements on axis i), as MONAI pads a volume on
+ * the right to a multiple of the patch size. The backward is the slice of the original region.
+ */
+export function padEnd(x: Tensor, after: readonly number[]): Tensor {
+  if (after.length !== x.ndim || after.some((a) => !Number.isInteger(a) || a < 0)) {
+    throw new ReefError(`padEnd: ${x.describe()} needs ${x.ndim} non-negative integer pad sizes, got [${after.join(', ')}]`);
+  }
+  if (after.every((a) => a === 0)) return reshape(x, x.shape);
+  const outShape = x.shape.map((d, i) => d + after[i]!);
+  const out = zeros(x.rt, outShape, { dtype: x.dtype });
+  copyStrided(x, out, { shape: x.shape, inStride: contiguousStrides(x.shape), outStride: contiguousStrides(outShape) });
+  return record('padEnd', out, [x], [], (g) => [slice(g, x.shape.map(() => 0), x.shape)]);
+}
