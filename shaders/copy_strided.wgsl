@@ -1,11 +1,15 @@
 // Strided copy over an index space of up to rank 8:
 //   out[outOffset + Σ i_d·outStride_d] = in[inOffset + Σ i_d·inStride_d].
 // One kernel serves permute (permuted input strides), slice (offset + strides), concat (output
-// offset per part), the backward of each, and broadcast expansion (stride 0).
+// offset per part), the backward of each, and broadcast expansion (stride 0). With ACCUMULATE it
+// adds into dst instead (backward of gathers that read an element more than once); the index map
+// is one-to-one within a dispatch, so no two invocations touch the same element.
 
 alias T = f32;
 
 const WG: u32 = 256u;
+
+override ACCUMULATE: bool = false;
 
 struct Params {
   n: u32, rank: u32, inOffset: u32, outOffset: u32,
@@ -32,5 +36,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     si += coord * p.inStride[d / 4][d % 4];
     di += coord * p.outStride[d / 4][d % 4];
   }
-  dst[di] = src[si];
+  if (ACCUMULATE) { dst[di] = dst[di] + src[si]; } else { dst[di] = src[si]; }
 }

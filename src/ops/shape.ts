@@ -14,12 +14,14 @@ import { sumTo } from './reduce.js';
 
 export const COPY_STRIDED: ShaderFile = { name: 'copy_strided', code };
 
-interface StridedCopy {
+export interface StridedCopy {
   shape: readonly number[];
   inOffset?: number;
   inStride: readonly number[];
   outOffset?: number;
   outStride: readonly number[];
+  /** Add into dst rather than overwrite it. */
+  accumulate?: boolean;
 }
 
 /** dst[outOffset + Σ i·outStride] = src[inOffset + Σ i·inStride] over `shape`. */
@@ -29,7 +31,7 @@ export function copyStrided(src: Tensor, dst: Tensor, c: StridedCopy): void {
   if (n === 0) return;
   const rt = dst.rt;
   rt.dispatch({
-    kernel: { shader: COPY_STRIDED, entry: 'main', elem: dst.dtype },
+    kernel: { shader: COPY_STRIDED, entry: 'main', elem: dst.dtype, overrides: { ACCUMULATE: c.accumulate ?? false } },
     buffers: { src: src.buffer, dst: dst.buffer },
     params: {
       n,
