@@ -1,5 +1,5 @@
-// Element-by-element kernels on contiguous tensors of n elements: affine scaling, exact GELU and its
-// derivative, in-place accumulation, fill. Elementwise work is memory-bound, so one invocation per
+// Element-by-element kernels on contiguous tensors of n elements: affine scaling, exact GELU and
+// LeakyReLU with their derivatives, in-place accumulation, fill. Elementwise work is memory-bound, so one invocation per
 // element; the grid is 2-D because one dimension holds at most 65535 workgroups.
 
 alias T = f32;
@@ -81,4 +81,22 @@ fn fill(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let i = index(wid, nwg, lid);
   if (i >= p.n) { return; }
   out[i] = T(p.alpha);
+}
+
+// out = x for x ≥ 0, alpha·x otherwise (LeakyReLU with negative slope alpha)
+@compute @workgroup_size(WG)
+fn leaky_relu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = index(wid, nwg, lid);
+  if (i >= p.n) { return; }
+  let x = f32(a[i]);
+  out[i] = T(select(p.alpha * x, x, x >= 0.0));
+}
+
+// out = g for x ≥ 0, alpha·g otherwise, with a = x and b = g
+@compute @workgroup_size(WG)
+fn leaky_relu_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = index(wid, nwg, lid);
+  if (i >= p.n) { return; }
+  let g = f32(b[i]);
+  out[i] = T(select(p.alpha * g, g, f32(a[i]) >= 0.0));
 }

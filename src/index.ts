@@ -17,13 +17,22 @@ export { backward, zeroGrad, releaseGraph } from './tensor/backward.js';
 
 export { matmul, planMatmul, MATMUL_VARIANTS, type MatmulOptions, type MatmulVariant } from './ops/matmul.js';
 export { add, sub, mul, div } from './ops/binary.js';
-export { scale, neg, gelu } from './ops/pointwise.js';
+export { scale, neg, gelu, leakyRelu } from './ops/pointwise.js';
 export { layerNorm } from './ops/layernorm.js';
+export { instanceNorm } from './ops/instance-norm.js';
+export { mergeGather3d, MERGE_ORDERS, type MergeOrder } from './ops/patch-merge.js';
+export { padEnd } from './ops/shape.js';
 export { softmax, logSoftmax } from './ops/softmax.js';
 export { sum, mean, sumTo } from './ops/reduce.js';
 export { reshape, permute, transpose, slice, concat, expand } from './ops/shape.js';
 export { crossEntropySoft } from './ops/cross-entropy.js';
 export { cast } from './ops/cast.js';
+export { patchEmbed3d } from './nn/patch-embed3d.js';
+export { PatchMerging3d } from './nn/patch-merging3d.js';
+export { Linear } from './nn/linear.js';
+export { LayerNorm } from './nn/layernorm.js';
+export { Module } from './nn/module.js';
+export { AdamW, type AdamWOptions } from './train/adamw.js';
 
 import { Runtime, type RuntimeOptions } from './gpu/runtime.js';
 

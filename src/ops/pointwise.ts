@@ -50,6 +50,17 @@ export function geluBackward(x: Tensor, g: Tensor): Tensor {
   return out;
 }
 
+/** LeakyReLU: x where x ≥ 0, slope·x elsewhere (MONAI's UnetResBlock uses slope 0.01). */
+export function leakyRelu(x: Tensor, slope = 0.01): Tensor {
+  const out = empty(x.rt, x.shape, x.dtype, 'leaky_relu');
+  run('leaky_relu', out, x, null, slope, 0, 1);
+  return record('leakyRelu', out, [x], [x], (g, [xs]) => {
+    const gx = empty(x.rt, x.shape, x.dtype, 'leaky_relu_backward');
+    run('leaky_relu_backward', gx, xs!, g, slope, 0, 1);
+    return [gx];
+  });
+}
+
 /** Sets every element of `t` to `value`, in place. */
 export function fill(t: Tensor, value: number): Tensor {
   run('fill', t, null, null, value);
