@@ -30,6 +30,7 @@ export { cast } from './ops/cast.js';
 export { patchEmbed3d } from './nn/patch-embed3d.js';
 export { PatchMerging3d } from './nn/patch-merging3d.js';
 export { convTranspose3dK2 } from './nn/conv-transpose3d.js';
+export { conv3d, type Conv3dOptions } from './ops/conv3d.js';
 export { Linear } from './nn/linear.js';
 export { LayerNorm } from './nn/layernorm.js';
 export { Module } from './nn/module.js';

@@ -1,0 +1,204 @@
+/**
+ * 3D convolution, stride 1, zero padding (default k // 2: "same" for odd k), no bias, channels-first
+ * as in MONAI's UnetResBlock:
+ *
+ *   x: [B, Ci, D, H, W]   weight: [Co, Ci, k, k, k] (PyTorch layout)   out: [B, Co, D', H', W']
+ *   D' = D + 2·padding − k + 1 (likewise H', W')
+ *
+ * Forward and both gradients are implicit GEMMs in shaders/conv3d.wgsl (the k³ neighbourhoods are
+ * gathered inside the kernel, never materialised): forward C[B·D'H'W', Co] over K = Ci·k³, dx the
+ * same kernel on dy with the flipped, transposed weights over K = Co·k³, and dW[Co, Ci·k³] as
+ * partial sums over fixed chunks of B·D'H'W' added in a fixed order (bitwise deterministic).
+ * One register-blocked kernel without workgroup memory serves CPU adapters and GPUs; its tiles are
+ * chosen per adapter and shape in `planConv3d`.
+ */
+import code from '../../shaders/conv3d.wgsl';
+import type { KernelKey, ShaderFile } from '../gpu/kernel.js';
+import type { DispatchCall, Runtime } from '../gpu/runtime.js';
+import type { Work } from '../gpu/profiler.js';
+import { ReefError } from '../gpu/errors.js';
+import { empty } from '../tensor/create.js';
+import { record } from '../tensor/tape.js';
+import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
+import { grid1d } from './geometry.js';
+
+export const CONV3D: ShaderFile = { name: 'conv3d', code };
+
+export interface Conv3dOptions {
+  /** Zero padding before and after each spatial axis, 0 ≤ padding < k (default ⌊k/2⌋). */
+  padding?: number;
+}
+
+/** Invocations per workgroup, and what one workgroup covers. */
+const WG = 64;
+const TM = 4; // output positions per invocation (forward, dx)
+const TJ = 4; // dW columns (ci, tap) per invocation
+/** dW partial sums: at least this many positions per chunk of M, and at most this many chunks. */
+const MIN_CHUNK = 1024;
+const MAX_CHUNKS = 64;
+
+export interface Conv3dPlan {
+  /** Output channels per workgroup of the forward/dx GEMM (TN) and of the dW GEMM (TC). */
+  tn: number;
+  tc: number;
+}
+
+/** Channel tiles: a full 8 where there are more than 4 channels, else 4 (less padding waste). */
+export function planConv3d(_rt: Runtime, channelsOut: number): Conv3dPlan {
+  const t = channelsOut > 4 ? 8 : 4;
+  return { tn: t, tc: t };
+}
+
+interface Dims {
+  B: number;
+  Ci: number;
+  Co: number;
+  k: number;
+  pad: number;
+  in: [number, number, number];
+  out: [number, number, number];
+}
+
+function dims(x: Tensor, weight: Tensor, opts: Conv3dOptions): Dims {
+  const fail = (why: string): never => {
+    throw new ReefError(`conv3d: input ${x.describe()}, weight ${weight.describe()}: ${why}`);
+  };
+  if (x.ndim !== 5) fail('the input must be channels-first [B, Ci, D, H, W]');
+  if (weight.ndim !== 5) fail('the weight must be [Co, Ci, k, k, k]');
+  if (x.dtype !== weight.dtype) fail('element types differ');
+  const [B, Ci, D, H, W] = x.shape as [number, number, number, number, number];
+  const [Co, Cw, k, k1, k2] = weight.shape as [number, number, number, number, number];
+  if (k !== k1 || k !== k2) fail('the kernel must be cubic (k × k × k)');
+  if (Cw !== Ci) fail(`the weight takes ${Cw} input channels, the input has ${Ci}`);
+  if (x.size === 0 || weight.size === 0) fail('empty tensors are not supported');
+  const pad = opts.padding ?? Math.floor(k / 2);
+  if (!Number.isInteger(pad) || pad < 0 || pad >= k) fail(`padding ${pad} must be an integer in [0, ${k - 1}]`);
+  const out = [D, H, W].map((n) => n + 2 * pad - k + 1) as [number, number, number];
+  if (out.some((n) => n < 1)) fail(`a ${k}³ kernel with padding ${pad} leaves no output positions`);
+  return { B, Ci, Co, k, pad, in: [D, H, W], out };
+}
+
+/** Uniform values of one GEMM; every entry point takes the whole struct. */
+function params(d: Dims, CR: number, NO: number, src: readonly number[], dst: readonly number[], pad: number, extra: Partial<Record<'mChunk' | 'chunks' | 'total', number>> = {}) {
+  return {
+    CR,
+    NO,
+    ID: src[0]!,
+    IH: src[1]!,
+    IW: src[2]!,
+    OD: dst[0]!,
+    OH: dst[1]!,
+    OW: dst[2]!,
+    PAD: pad,
+    M: d.B * dst[0]! * dst[1]! * dst[2]!,
+    mChunk: extra.mChunk ?? 0,
+    chunks: extra.chunks ?? 0,
+    total: extra.total ?? 0,
+    t0x: 0,
+    t0y: 0,
+    t0z: 0,
+  };
+}
+
+/**
+ * Dispatches a grid of tiles that may exceed the per-dimension limit: one dispatch per block of
+ * at most maxWorkgroupsPerDimension tiles in each dimension, told its first tile (t0x, t0y, t0z).
+ */
+function dispatchTiles(rt: Runtime, kernel: KernelKey, buffers: DispatchCall['buffers'], p: ReturnType<typeof params>, tiles: [number, number, number], work: Work): void {
+  const max = rt.caps.maxWorkgroupsPerDimension;
+  const total = tiles[0] * tiles[1] * tiles[2];
+  for (let z = 0; z < tiles[2]; z += max) {
+    for (let y = 0; y < tiles[1]; y += max) {
+      for (let x = 0; x < tiles[0]; x += max) {
+        const wg: [number, number, number] = [Math.min(max, tiles[0] - x), Math.min(max, tiles[1] - y), Math.min(max, tiles[2] - z)];
+        const share = (wg[0] * wg[1] * wg[2]) / total;
+        rt.dispatch({
+          kernel,
+          buffers,
+          params: { ...p, t0x: x, t0y: y, t0z: z },
+          workgroups: wg,
+          work: { flops: share * (work.flops ?? 0), bytes: share * (work.bytes ?? 0) },
+        });
+      }
+    }
+  }
+}
+
+/** forward (src = x) or backward_input (src = dy): dst[B, NO, dstVol] from src[B, CR, srcVol]. */
+function convGemm(entry: 'forward' | 'backward_input', src: Tensor, weight: Tensor, dst: Tensor, d: Dims, CR: number, NO: number, srcVol: readonly number[], dstVol: readonly number[], pad: number): void {
+  const rt = src.rt;
+  const plan = planConv3d(rt, NO);
+  const p = params(d, CR, NO, srcVol, dstVol, pad);
+  const kernel: KernelKey = { shader: CONV3D, entry, elem: src.dtype, consts: { KS: d.k, WG, TM, TN: plan.tn } };
+  const bytes = BYTES_PER_ELEMENT[src.dtype] * (src.size + weight.size + dst.size);
+  dispatchTiles(rt, kernel, { src: src.buffer, weight: weight.buffer, dst: dst.buffer }, p, [Math.ceil(p.M / (WG * TM)), Math.ceil(NO / plan.tn), 1], {
+    flops: 2 * p.M * NO * CR * d.k ** 3,
+    bytes,
+  });
+}
+
+/** dW[Co, Ci, k, k, k] = dyᵀ · A(x): partial sums per chunk of positions, then a fixed-order sum. */
+function weightGrad(x: Tensor, dy: Tensor, d: Dims, dtype: Tensor['dtype']): Tensor {
+  const rt = x.rt;
+  const plan = planConv3d(rt, d.Co);
+  const M = d.B * d.out[0] * d.out[1] * d.out[2];
+  const chunks = Math.max(1, Math.min(MAX_CHUNKS, Math.floor(M / MIN_CHUNK)));
+  const mChunk = Math.ceil(M / chunks);
+  const J = d.Ci * d.k ** 3;
+  const total = d.Co * J;
+  const p = params(d, d.Ci, d.Co, d.in, d.out, d.pad, { mChunk, chunks, total });
+  const consts = { KS: d.k, WG, TJ, TC: plan.tc };
+  const partial = empty(rt, [chunks, d.Co, J], 'f32', 'conv3d_dw_partial');
+  const dw = empty(rt, [d.Co, d.Ci, d.k, d.k, d.k], dtype, 'conv3d_dw');
+  try {
+    dispatchTiles(rt, { shader: CONV3D, entry: 'backward_weight', elem: x.dtype, consts }, { src: x.buffer, grad: dy.buffer, partial: partial.buffer }, p, [Math.ceil(J / (WG * TJ)), Math.ceil(d.Co / plan.tc), chunks], {
+      flops: 2 * M * total,
+      bytes: BYTES_PER_ELEMENT[x.dtype] * (x.size + dy.size) + 4 * partial.size,
+    });
+    // One invocation per element; t0x is the first element of each dispatch.
+    const max = rt.caps.maxWorkgroupsPerDimension;
+    const perDispatch = WG * max ** 3;
+    for (let e0 = 0; e0 < total; e0 += perDispatch) {
+      const n = Math.min(perDispatch, total - e0);
+      rt.dispatch({
+        kernel: { shader: CONV3D, entry: 'sum_chunks', elem: dtype, consts },
+        buffers: { parts: partial.buffer, dw: dw.buffer },
+        params: { ...p, t0x: e0 },
+        workgroups: grid1d(n, WG, max),
+        work: { flops: chunks * n, bytes: (4 * chunks + BYTES_PER_ELEMENT[dtype]) * n },
+      });
+    }
+  } catch (e) {
+    dw.dispose();
+    throw e;
+  } finally {
+    partial.dispose();
+  }
+  return dw;
+}
+
+export function conv3d(x: Tensor, weight: Tensor, opts: Conv3dOptions = {}): Tensor {
+  const d = dims(x, weight, opts);
+  const out = empty(x.rt, [d.B, d.Co, ...d.out], x.dtype, 'conv3d');
+  try {
+    convGemm('forward', x, weight, out, d, d.Ci, d.Co, d.in, d.out, d.pad);
+  } catch (e) {
+    out.dispose();
+    throw e;
+  }
+  return record(`conv3d(k=${d.k})`, out, [x, weight], [x, weight], (g, [xs, ws]) => {
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = empty(x.rt, x.shape, x.dtype, 'conv3d_dx');
+      try {
+        // dx = dy ⋆ flip(weight)ᵀ: the padding that maps output positions back onto input ones.
+        convGemm('backward_input', g, ws!, dx, d, d.Co, d.Ci, d.out, d.in, d.k - 1 - d.pad);
+      } catch (e) {
+        dx.dispose();
+        throw e;
+      }
+    }
+    const dw = weight.requiresGrad ? weightGrad(xs!, g, d, weight.dtype) : null;
+    return [dx, dw];
+  });
+}

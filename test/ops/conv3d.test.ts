@@ -1,0 +1,191 @@
+/**
+ * conv3d (stride 1, zero padding, no bias, channels-first) on the GPU against the float64 reference
+ * in test/ref/conv3d.ts: forward, dx and dW, for k = 3 and k = 1, odd sizes, a size-1 volume, one
+ * input channel, a batch of two, non-default padding, dW summed over several chunks, grids split
+ * over several dispatches, bitwise-deterministic gradients and shape errors.
+ *
+ * Error model: every output is a dot product of K terms accumulated in f32 by fma in a fixed order
+ * (forward K = Ci·k³, dx K = Co·k³, dW K = B·D·H·W, the last as per-chunk sums then a sum over
+ * chunks). Errors are max|a−e| / max|e|, so with N(0,1) inputs the bound is a few × 1e-7·√K.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Runtime } from '../../src/gpu/runtime';
+import { conv3d } from '../../src/ops/conv3d';
+import { backward, ReefError, tensor, type Tensor } from '../../src/index';
+import { makeRng, type Rng } from '../ref/array';
+import { checkVjp } from '../ref/finite-diff';
+import { conv3d as refConv3d, conv3dBackward } from '../ref/conv3d';
+import { checkOp, expectNoLeak, printErrorTable, randnT, upload } from '../support/compare';
+import { testRuntime } from '../support/runtime';
+
+const rt: Runtime = await testRuntime();
+afterAll(() => printErrorTable('conv3d'));
+
+/** Bound for an f32 dot product of K terms: C · 1e-7 · √K (worst measured C ≈ 0.55 forward, 0.6 gradients). */
+const C_FWD = 1.5;
+const C_GRAD = 1.5;
+const bound = (K: number, c: number) => c * 1e-7 * Math.sqrt(K);
+
+interface Case {
+  x: [number, number, number, number, number];
+  co: number;
+  k: number;
+  padding?: number;
+}
+
+function runCase(r: Runtime, c: Case, rng: Rng, op = 'conv3d'): Promise<void> {
+  const [B, Ci, D, H, W] = c.x;
+  const K = c.k ** 3;
+  const pad = c.padding ?? Math.floor(c.k / 2);
+  const M = B * (D + 2 * pad - c.k + 1) * (H + 2 * pad - c.k + 1) * (W + 2 * pad - c.k + 1);
+  return expectNoLeak(r, () =>
+    checkOp(r, {
+      op: `${op} k=${c.k}`,
+      inputs: [randnT(c.x, rng), randnT([c.co, Ci, c.k, c.k, c.k], rng)],
+      names: ['x', 'weight'],
+      gpu: ([x, w]) => conv3d(x!, w!, c.padding === undefined ? {} : { padding: c.padding }),
+      ref: ([x, w]) => refConv3d(x!, w!, pad),
+      vjp: ([x, w], g) => {
+        const r = conv3dBackward(x!, w!, g, pad);
+        return [r.dx, r.dw];
+      },
+      bound: bound(Ci * K, C_FWD),
+      gradBound: [bound(c.co * K, C_GRAD), bound(M, C_GRAD)],
+      rng,
+    }),
+  );
+}
+
+describe('conv3d reference', () => {
+  const cases: { x: number[]; co: number; k: number; pad?: number }[] = [
+    { x: [1, 2, 3, 4, 3], co: 3, k: 3 },
+    { x: [2, 3, 2, 3, 2], co: 2, k: 1 },
+    { x: [1, 2, 4, 3, 3], co: 2, k: 3, pad: 0 },
+    { x: [1, 1, 2, 2, 3], co: 2, k: 3, pad: 2 },
+  ];
+  cases.forEach((c, i) => {
+    it(`VJP matches central differences: [${c.x}]→${c.co}, k=${c.k}${c.pad !== undefined ? `, padding ${c.pad}` : ''}`, () => {
+      const rng = makeRng(10 + i);
+      const x = randnT(c.x, rng);
+      const w = randnT([c.co, c.x[1]!, c.k, c.k, c.k], rng);
+      const errs = checkVjp({
+        f: ([xx, ww]) => refConv3d(xx!, ww!, c.pad),
+        inputs: [x, w],
+        vjp: ([xx, ww], g) => {
+          const r = conv3dBackward(xx!, ww!, g, c.pad);
+          return [r.dx, r.dw];
+        },
+        rng,
+      });
+      for (const e of errs) expect(e).toBeLessThan(1e-7);
+    });
+  });
+});
+
+describe('conv3d on the GPU', () => {
+  const cases: Case[] = [
+    { x: [1, 3, 5, 4, 7], co: 5, k: 3 },
+    { x: [1, 3, 5, 4, 7], co: 5, k: 1 },
+    { x: [1, 2, 1, 1, 1], co: 4, k: 3 }, // size-1 volume: only the centre tap is inside
+    { x: [1, 1, 6, 5, 4], co: 8, k: 3 }, // one input channel (the first UNETR block)
+    { x: [2, 4, 3, 5, 6], co: 6, k: 3 }, // batch of two
+    { x: [2, 3, 4, 4, 4], co: 3, k: 1 },
+    { x: [1, 2, 5, 6, 7], co: 3, k: 3, padding: 0 },
+    { x: [1, 2, 3, 2, 4], co: 9, k: 3, padding: 2 },
+    { x: [2, 2, 16, 12, 11], co: 4, k: 3 }, // dW over 4 chunks of positions
+    { x: [1, 8, 12, 10, 9], co: 8, k: 3 }, // larger
+    { x: [1, 20, 6, 7, 5], co: 17, k: 1 }, // several channel tiles
+  ];
+  cases.forEach((c, i) => {
+    it(`[${c.x}]→${c.co}, k=${c.k}${c.padding !== undefined ? `, padding ${c.padding}` : ''}: forward, dx, dW`, async () => {
+      await runCase(rt, c, makeRng(100 + i));
+    });
+  });
+
+  it('only the weight requires grad; no grad at all records nothing', async () => {
+    const rng = makeRng(150);
+    await expectNoLeak(rt, async () => {
+      const x = upload(rt, randnT([1, 2, 3, 4, 5], rng));
+      const w = upload(rt, randnT([3, 2, 3, 3, 3], rng), { requiresGrad: true });
+      const y = conv3d(x, w);
+      const g = upload(rt, randnT(y.shape, rng));
+      backward(y, g);
+      g.dispose();
+      expect(x.grad).toBeNull();
+      expect(w.grad).not.toBeNull();
+      w.grad!.dispose();
+      const w1 = upload(rt, randnT([3, 2, 1, 1, 1], rng));
+      const y2 = conv3d(x, w1);
+      expect(y2.gradFn).toBeNull();
+      for (const t of [x, w, w1, y, y2]) t.dispose();
+    });
+  });
+
+  it('two backward passes give bitwise equal dx and dW', async () => {
+    const rng = makeRng(160);
+    const xs = randnT([2, 3, 11, 12, 10], rng);
+    const ws = randnT([5, 3, 3, 3, 3], rng);
+    const gs = randnT([2, 5, 11, 12, 10], rng);
+    const grads = async () => {
+      const x = upload(rt, xs, { requiresGrad: true });
+      const w = upload(rt, ws, { requiresGrad: true });
+      const g = upload(rt, gs);
+      const y = conv3d(x, w);
+      backward(y, g);
+      const out = [await x.grad!.read(), await w.grad!.read()];
+      for (const t of [x.grad!, w.grad!, x, w, g, y]) t.dispose();
+      return out.map((a) => new Uint32Array(Float32Array.from(a).buffer));
+    };
+    await expectNoLeak(rt, async () => {
+      const [dx1, dw1] = await grads();
+      const [dx2, dw2] = await grads();
+      expect(dx2).toEqual(dx1);
+      expect(dw2).toEqual(dw1);
+    });
+  });
+
+  it('rejects bad shapes with both shapes in the message', () => {
+    const t = (shape: number[]): Tensor => tensor(rt, new Float32Array(shape.reduce((p, d) => p * d, 1)), shape);
+    const bad: [number[], number[], { padding?: number }, RegExp][] = [
+      [[2, 3, 4, 4], [5, 3, 3, 3, 3], {}, /channels-first/],
+      [[1, 3, 4, 4, 4], [5, 3, 3, 3], {}, /\[Co, Ci, k, k, k\]/],
+      [[1, 3, 4, 4, 4], [5, 2, 3, 3, 3], {}, /takes 2 input channels, the input has 3/],
+      [[1, 3, 4, 4, 4], [5, 3, 3, 3, 1], {}, /cubic/],
+      [[1, 3, 4, 4, 4], [5, 3, 3, 3, 3], { padding: 3 }, /padding 3/],
+      [[1, 3, 1, 4, 4], [5, 3, 3, 3, 3], { padding: 0 }, /no output positions/],
+    ];
+    for (const [xs, ws, opts, why] of bad) {
+      const x = t(xs);
+      const w = t(ws);
+      let err: unknown;
+      try {
+        conv3d(x, w, opts).dispose();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ReefError);
+      const msg = (err as Error).message;
+      expect(msg).toMatch(why);
+      expect(msg).toContain(x.describe());
+      expect(msg).toContain(w.describe());
+      x.dispose();
+      w.dispose();
+    }
+  });
+});
+
+describe('conv3d with grids split over several dispatches (10 workgroups per dimension)', () => {
+  let small: Runtime;
+  beforeAll(async () => {
+    small = await Runtime.create({ maxWorkgroupsPerDimension: 10, maxBatch: 64 });
+  });
+  afterAll(() => small.dispose());
+
+  it('[1,96,3,3,3]→84: channel tiles (forward, dx) and dW column and channel tiles split', async () => {
+    await runCase(small, { x: [1, 96, 3, 3, 3], co: 84, k: 3 }, makeRng(200), 'conv3d split');
+  });
+
+  it('[1,1,24,24,20]→2: position tiles and dW chunks split', async () => {
+    await runCase(small, { x: [1, 1, 24, 24, 20], co: 2, k: 3 }, makeRng(201), 'conv3d split');
+  });
+});
