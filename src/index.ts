@@ -60,3 +60,4 @@ export {
 
 // Volumes on the host: NIfTI-1/2 (.nii, .nii.gz) as MONAI's LoadImage + EnsureChannelFirst give them.
 export { decodeNifti, windowHu, NiftiError, type Volume } from './data/nifti.js';
+export { readTorchStateDict, readTorchArchive, readTorchTensor } from './io/torch-pt.js';
