@@ -10,6 +10,7 @@
  */
 import { decompress, NIFTI1, NIFTI2 } from 'nifti-reader-js';
 import { ReefError } from '../gpu/errors.js';
+import { crc32 } from '../io/crc32.js';
 
 export interface Volume {
   /** Row-major (D, H, W) = (i, j, k): `data[(i*nj + j)*nk + k]` is voxel (i, j, k). */
@@ -286,21 +287,6 @@ function gunzip(bytes: Uint8Array, fail: (msg: string) => never): ArrayBuffer {
   return out;
 }
 
-let crcTable: Uint32Array | undefined;
-function crc32(b: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  const T = crcTable;
-  let c = 0xffffffff;
-  for (let i = 0; i < b.length; i++) c = T[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 /**
  * MONAI `ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0, b_max=1, clip=True)`: clips to [lo, hi]

@@ -9,7 +9,10 @@
  */
 import { inflateSync } from 'fflate';
 import { ReefError } from '../gpu/errors.js';
+import { crc32 } from './crc32.js';
 import type { ByteSource } from './safetensors.js';
+
+export { crc32 };
 
 export interface ZipEntry {
   /** The name as stored (UTF-8 if the entry says so, else CP437 read as Latin-1; ASCII in practice). */
@@ -256,20 +259,3 @@ export async function readZipEntryRange(
   return readExact(src, start + offset, length, zip.name);
 }
 
-let crcTable: Uint32Array | undefined;
-
-/** CRC-32 (IEEE 802.3, as zip uses). */
-export function crc32(bytes: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  const t = crcTable;
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
