@@ -61,3 +61,5 @@ export {
 // Volumes on the host: NIfTI-1/2 (.nii, .nii.gz) as MONAI's LoadImage + EnsureChannelFirst give them.
 export { decodeNifti, windowHu, NiftiError, type Volume } from './data/nifti.js';
 export { readTorchStateDict, readTorchArchive, readTorchTensor } from './io/torch-pt.js';
+export { windowAttention3d } from './ops/window-attention3d.js';
+export { windowAndShift, relativePositionIndex, stageRelativeIndex, shiftRegionLabels } from './models/swin3d/window-geometry.js';

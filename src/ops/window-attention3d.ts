@@ -1,0 +1,131 @@
+/**
+ * MONAI's 3D (shifted) window attention, fused: q, k, v at the unpadded positions go in, the
+ * attention output (before proj) comes out at the same positions. Shift, padding and window
+ * partition are index arithmetic in the kernel; padded tokens' q/k/v are the qkv bias (norm1's
+ * output is zero there). Softmax is online over key tiles (flash-attention style); the backward
+ * recomputes the scores from the saved log-sum-exp and reduces everything in a fixed order.
+ */
+import code from '../../shaders/window_attention.wgsl';
+import type { ShaderFile } from '../gpu/kernel.js';
+import { ReefError } from '../gpu/errors.js';
+import { empty } from '../tensor/create.js';
+import { noGrad } from '../tensor/grad-mode.js';
+import { record } from '../tensor/tape.js';
+import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
+import { gridRows } from './geometry.js';
+import { cast } from './cast.js';
+import { sum } from './reduce.js';
+
+export const WINDOW_ATTENTION: ShaderFile = { name: 'window_attention', code };
+const WG = 64;
+
+type Vec3 = readonly [number, number, number];
+
+export interface WindowAttention3dArgs {
+  /** [B, D, H, W, heads·hd] each, channels-last, at the unpadded positions. */
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  /** [3C]: the q, k, v of padded positions. */
+  qkvBias: Tensor;
+  /** [(2cz−1)(2cy−1)(2cx−1), heads] relative-position bias table of the configured window. */
+  table: Tensor;
+  heads: number;
+  /** Effective window and shift of the stage (windowAndShift). */
+  window: Vec3;
+  shift: Vec3;
+  /** The configured window whose index is sliced (default [7, 7, 7]). */
+  configuredWindow?: Vec3;
+}
+
+export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
+  const { q, k, v, qkvBias, table, heads, window: win, shift } = a;
+  const cfg = a.configuredWindow ?? [7, 7, 7];
+  if (q.ndim !== 5) throw new ReefError(`windowAttention3d: q ${q.describe()} must be [B, D, H, W, C]`);
+  const [B, D, H, W, C] = q.shape as [number, number, number, number, number];
+  for (const t of [k, v]) {
+    if (t.ndim !== 5 || t.shape.some((d, i) => d !== q.shape[i]) || t.dtype !== q.dtype) {
+      throw new ReefError(`windowAttention3d: ${t.describe()} must match q ${q.describe()}`);
+    }
+  }
+  if (!Number.isInteger(heads) || heads <= 0 || C % heads !== 0) throw new ReefError(`windowAttention3d: ${C} channels do not split into ${heads} heads`);
+  const hd = C / heads;
+  const tableRows = (2 * cfg[0] - 1) * (2 * cfg[1] - 1) * (2 * cfg[2] - 1);
+  if (qkvBias.ndim !== 1 || qkvBias.shape[0] !== 3 * C || qkvBias.dtype !== q.dtype) throw new ReefError(`windowAttention3d: qkvBias ${qkvBias.describe()} must be ${q.dtype}[${3 * C}]`);
+  if (table.ndim !== 2 || table.shape[0] !== tableRows || table.shape[1] !== heads || table.dtype !== q.dtype) {
+    throw new ReefError(`windowAttention3d: table ${table.describe()} must be ${q.dtype}[${tableRows}, ${heads}]`);
+  }
+  for (let i = 0; i < 3; i++) {
+    if (!(win[i]! >= 1 && win[i]! <= cfg[i]!)) throw new ReefError(`windowAttention3d: window [${win}] must lie within the configured [${cfg}]`);
+    if (!(shift[i]! >= 0 && shift[i]! < win[i]!)) throw new ReefError(`windowAttention3d: shift [${shift}] must be below the window [${win}]`);
+  }
+  const n = win[0] * win[1] * win[2];
+  const [Dp, Hp, Wp] = [Math.ceil(D / win[0]) * win[0], Math.ceil(H / win[1]) * win[1], Math.ceil(W / win[2]) * win[2]];
+  const [nwd, nwh, nww] = [Dp / win[0], Hp / win[1], Wp / win[2]];
+  const nWin = nwd * nwh * nww;
+  const rows = B * nWin * heads;
+  const rt = q.rt;
+  const params = {
+    B, D, H, W, C, heads, n, nWin,
+    wd: win[0], wh: win[1], ww: win[2], nwh,
+    nww, sd: shift[0], sh: shift[1], sw: shift[2],
+    Dp, Hp, Wp, cz: cfg[0],
+    cy: cfg[1], cx: cfg[2], rows, scale: hd ** -0.5,
+  };
+  // Forward key tiles: 2·TK·hd floats + TK vec4s of workgroup memory.
+  const TK = hd <= 16 ? 64 : hd <= 32 ? 32 : 16;
+  const consts = { WG, HD: hd, NMAX: cfg[0] * cfg[1] * cfg[2], TABLE: tableRows, TK }; // one pipeline for every stage window
+  const bytes = BYTES_PER_ELEMENT[q.dtype];
+  const out = empty(rt, q.shape, q.dtype, 'window_attention');
+  const lse = empty(rt, [rows, n], 'f32', 'window_attention_lse');
+  if (rows > 0) {
+    rt.dispatch({
+      kernel: { shader: WINDOW_ATTENTION, entry: 'forward', elem: q.dtype, consts },
+      buffers: { q: q.buffer, k: k.buffer, v: v.buffer, qkvBias: qkvBias.buffer, table: table.buffer, o: out.buffer, lse: lse.buffer },
+      params,
+      workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
+      work: { flops: 4 * rows * n * n * (hd + 2), bytes: 4 * q.size * bytes },
+    });
+  }
+  const res = record('windowAttention3d', out, [q, k, v, qkvBias, table], [q, k, v, qkvBias, table, out, lse], (g, saved) =>
+    noGrad(() => {
+      const [qs, ks, vs, bs, ts, os, ls] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
+      const dq = empty(rt, q.shape, q.dtype, 'window_attention_dq');
+      const dk = empty(rt, q.shape, q.dtype, 'window_attention_dk');
+      const dv = empty(rt, q.shape, q.dtype, 'window_attention_dv');
+      const dtablePart = empty(rt, [B * nWin, tableRows, heads], 'f32', 'window_attention_dtable_partial');
+      const dbiasPart = empty(rt, [B * nWin, 3 * C], 'f32', 'window_attention_dbias_partial');
+      if (rows > 0) {
+        rt.dispatch({
+          kernel: { shader: WINDOW_ATTENTION, entry: 'backward', elem: q.dtype, consts },
+          buffers: {
+            q: qs.buffer, k: ks.buffer, v: vs.buffer, qkvBias: bs.buffer, table: ts.buffer, o: os.buffer, lse: ls.buffer,
+            dOut: g.buffer, dq: dq.buffer, dk: dk.buffer, dv: dv.buffer, dtablePart: dtablePart.buffer, dbiasPart: dbiasPart.buffer,
+          },
+          params,
+          workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
+          work: { flops: 12 * rows * n * n * (hd + 2), bytes: 8 * q.size * bytes },
+        });
+      }
+      const dtable = toType(sum(dtablePart, [0]), q.dtype);
+      const dbias = toType(sum(dbiasPart, [0]), q.dtype);
+      dtablePart.dispose();
+      dbiasPart.dispose();
+      const keep = (t: Tensor, want: boolean) => {
+        if (want) return t;
+        t.dispose();
+        return null;
+      };
+      return [keep(dq, q.requiresGrad), keep(dk, k.requiresGrad), keep(dv, v.requiresGrad), keep(dbias, qkvBias.requiresGrad), keep(dtable, table.requiresGrad)];
+    }),
+  );
+  lse.dispose();
+  return res;
+}
+
+function toType(g: Tensor, dtype: Tensor['dtype']): Tensor {
+  if (g.dtype === dtype) return g;
+  const out = cast(g, dtype);
+  g.dispose();
+  return out;
+}

@@ -1,0 +1,186 @@
+/**
+ * Fused 3D shifted-window attention against a float64 reference written from the definition
+ * (MONAI's window attention between the qkv and proj Linears, as in test/ref/swin.ts but taking
+ * q, k, v directly; padded tokens' q/k/v are the qkv bias). Its VJP is written with plain loops
+ * and checked by finite differences; the GPU gradients are compared with it, and two backward
+ * passes must agree bitwise.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { testRuntime } from '../support/runtime';
+import { checkOp, download, expectNoLeak, printErrorTable, randnT, upload } from '../support/compare';
+import { type Arr, arr, makeRng } from '../ref/array';
+import { checkVjp } from '../ref/finite-diff';
+import { backward, type Runtime, type Tensor } from '../../src/index';
+import { windowAttention3d } from '../../src/ops/window-attention3d';
+import { shiftRegionLabels, stageRelativeIndex, windowAndShift, type Vec3 } from '../../src/models/swin3d/window-geometry';
+
+const rt: Runtime = await testRuntime();
+afterAll(() => printErrorTable('window attention 3d'));
+
+const FWD = 1e-5;
+const GRAD = 1e-4;
+
+interface Geo {
+  heads: number;
+  win: Vec3;
+  shift: Vec3;
+  cfg: Vec3;
+}
+
+/** Forward and (with g) the VJP in float64. Inputs: q, k, v [B,D,H,W,C], bias [3C], table [T, heads]. */
+function refAttention(xs: Arr[], geo: Geo, g?: Arr): { out: Arr; grads: Arr[] } {
+  const [q, k, v, bias, table] = xs as [Arr, Arr, Arr, Arr, Arr];
+  const { heads, win, shift, cfg } = geo;
+  const [B, D, H, Wd, C] = q.shape as [number, number, number, number, number];
+  const [wd, wh, ww] = win;
+  const [Dp, Hp, Wp] = [Math.ceil(D / wd) * wd, Math.ceil(H / wh) * wh, Math.ceil(Wd / ww) * ww];
+  const n = wd * wh * ww;
+  const hd = C / heads;
+  const scale = hd ** -0.5;
+  const index = stageRelativeIndex(cfg, win);
+  const labels = shift.some((s) => s > 0) ? shiftRegionLabels([Dp, Hp, Wp], win, shift) : null;
+  const out = arr(q.shape);
+  const grads = [arr(q.shape), arr(k.shape), arr(v.shape), arr(bias.shape), arr(table.shape)];
+  const [dq, dk, dv, db, dt] = grads as [Arr, Arr, Arr, Arr, Arr];
+  const src = (b: number, P: Vec3) => {
+    const [d, h, w] = [(P[0] + shift[0]) % Dp, (P[1] + shift[1]) % Hp, (P[2] + shift[2]) % Wp];
+    return d < D && h < H && w < Wd ? (((b * D + d) * H + h) * Wd + w) * C : -1;
+  };
+  for (let b = 0; b < B; b++)
+    for (let zd = 0; zd < Dp / wd; zd++)
+      for (let zh = 0; zh < Hp / wh; zh++)
+        for (let zw = 0; zw < Wp / ww; zw++) {
+          const pos: Vec3[] = [];
+          for (let t = 0; t < n; t++) pos.push([zd * wd + Math.floor(t / (wh * ww)), zh * wh + (Math.floor(t / ww) % wh), zw * ww + (t % ww)]);
+          const at = pos.map((P) => src(b, P));
+          const lab = pos.map((P) => (labels ? labels[(P[0] * Hp + P[1]) * Wp + P[2]]! : 0));
+          for (let h = 0; h < heads; h++) {
+            const rd = (x: Arr, part: number, t: number, e: number) => (at[t]! >= 0 ? x.data[at[t]! + h * hd + e]! : bias.data[part * C + h * hd + e]!);
+            const P = arr([n, n]);
+            for (let i = 0; i < n; i++) {
+              const row = new Float64Array(n);
+              let m = -Infinity;
+              for (let j = 0; j < n; j++) {
+                let s = table.data[index[i * n + j]! * heads + h]!;
+                for (let e = 0; e < hd; e++) s += rd(q, 0, i, e) * scale * rd(k, 1, j, e);
+                if (lab[i] !== lab[j]) s += -100;
+                row[j] = s;
+                m = Math.max(m, s);
+              }
+              let sum = 0;
+              for (let j = 0; j < n; j++) sum += (row[j] = Math.exp(row[j]! - m));
+              for (let j = 0; j < n; j++) P.data[i * n + j] = row[j]! / sum;
+              if (at[i]! < 0) continue;
+              for (let e = 0; e < hd; e++) {
+                let acc = 0;
+                for (let j = 0; j < n; j++) acc += P.data[i * n + j]! * rd(v, 2, j, e);
+                out.data[at[i]! + h * hd + e] = acc;
+              }
+            }
+            if (!g) continue;
+            // VJP: the rows of padded queries are dropped, so their dOut is zero.
+            const gi = (i: number, e: number) => (at[i]! >= 0 ? g.data[at[i]! + h * hd + e]! : 0);
+            const addTo = (x: Arr, part: number, t: number, e: number, val: number) => {
+              const [a, o] = at[t]! >= 0 ? [x, at[t]! + h * hd + e] : [db, part * C + h * hd + e];
+              a.data[o] = a.data[o]! + val;
+            };
+            for (let i = 0; i < n; i++) {
+              let delta = 0;
+              if (at[i]! >= 0) for (let e = 0; e < hd; e++) delta += gi(i, e) * out.data[at[i]! + h * hd + e]!;
+              for (let j = 0; j < n; j++) {
+                const p = P.data[i * n + j]!;
+                let dp = 0;
+                for (let e = 0; e < hd; e++) dp += gi(i, e) * rd(v, 2, j, e);
+                const ds = p * (dp - delta);
+                for (let e = 0; e < hd; e++) {
+                  addTo(dv, 2, j, e, p * gi(i, e));
+                  addTo(dq, 0, i, e, ds * rd(k, 1, j, e) * scale);
+                  addTo(dk, 1, j, e, ds * rd(q, 0, i, e) * scale);
+                }
+                const r = index[i * n + j]! * heads + h;
+                dt.data[r] = dt.data[r]! + ds;
+              }
+            }
+          }
+        }
+  return { out, grads };
+}
+
+function inputs(shape: number[], heads: number, seed: number): Arr[] {
+  const rng = makeRng(seed);
+  const C = shape[4]!;
+  return [randnT(shape, rng), randnT(shape, rng), randnT(shape, rng), randnT([3 * C], rng), randnT([2197, heads], rng, 0.5)];
+}
+
+const gpuOp = (geo: Geo) => (ts: Tensor[]) =>
+  windowAttention3d({ q: ts[0]!, k: ts[1]!, v: ts[2]!, qkvBias: ts[3]!, table: ts[4]!, heads: geo.heads, window: geo.win, shift: geo.shift, configuredWindow: geo.cfg });
+
+// [B, D, H, W], shifted block or not.
+const CASES: { size: [number, number, number, number]; shifted: boolean; hd?: number }[] = [
+  { size: [1, 9, 3, 8], shifted: true },    // window [7,3,7], shift [3,0,3]: padding on D and W, mask
+  { size: [1, 9, 3, 8], shifted: false },
+  { size: [2, 8, 9, 2], shifted: true },    // window [7,7,2], shift [3,3,0]: padding on H, two batches
+  { size: [1, 3, 2, 3], shifted: false },   // stage-4-like: window = size, sliced index
+  { size: [1, 3, 2, 3], shifted: false, hd: 16 },  // the model's head width (forward only: lavapipe compiles its backward for ~25 s)
+  { size: [1, 8, 8, 8], shifted: true },    // full 7³ windows (n = 343), shift [3,3,3]
+];
+
+describe('windowAttention3d', () => {
+  CASES.forEach(({ size, shifted, hd = 3 }, ci) => {
+    const heads = 2;
+    const C = heads * hd;
+    const shape = [...size, C];
+    const ws = windowAndShift([size[1], size[2], size[3]], [7, 7, 7], [3, 3, 3]);
+    const geo: Geo = { heads, win: ws.window, shift: shifted ? ws.shift : [0, 0, 0], cfg: [7, 7, 7] };
+    it(`[${shape}] window [${geo.win}] shift [${geo.shift}]: forward${hd === 3 ? ' and gradients' : ''}`, async () => {
+      await expectNoLeak(rt, () =>
+        checkOp(rt, {
+          op: 'windowAttention3d',
+          inputs: inputs(shape, heads, 10 + ci),
+          names: ['q', 'k', 'v', 'qkvBias', 'table'],
+          rng: makeRng(50 + ci),
+          gpu: gpuOp(geo),
+          ref: (xs) => refAttention(xs, geo).out,
+          vjp: hd === 3 ? (xs, g) => refAttention(xs, geo, g).grads : undefined,
+          bound: FWD,
+          gradBound: GRAD,
+        }),
+      );
+    });
+  });
+
+  it('reference VJP agrees with finite differences', () => {
+    const geo: Geo = { heads: 2, win: [2, 2, 3], shift: [1, 0, 1], cfg: [2, 2, 3] };
+    const xs = inputs([1, 3, 2, 4, 4], 2, 7);
+    xs[4] = randnT([3 * 3 * 5, 2], makeRng(8), 0.5);
+    const errs = checkVjp({ f: (a) => refAttention(a, geo).out, inputs: xs, vjp: (a, g) => refAttention(a, geo, g).grads, rng: makeRng(9), h: 1e-5 });
+    for (const e of errs) expect(e).toBeLessThan(1e-6);
+  });
+
+  it('backward is deterministic (two passes bitwise equal)', async () => {
+    const size = [1, 9, 3, 8];
+    const shape = [...size, 6];
+    const ws = windowAndShift([9, 3, 8], [7, 7, 7], [3, 3, 3]);
+    const geo: Geo = { heads: 2, win: ws.window, shift: ws.shift, cfg: [7, 7, 7] };
+    const xs = inputs(shape, 2, 77);
+    const g = randnT(shape, makeRng(78));
+    await expectNoLeak(rt, async () => {
+      const runs: Float64Array[][] = [];
+      for (let r = 0; r < 2; r++) {
+        const ts = xs.map((x) => upload(rt, x, { requiresGrad: true }));
+        const gt = upload(rt, g);
+        const out = gpuOp(geo)(ts);
+        backward(out, gt);
+        runs.push(await Promise.all(ts.map((t) => download(t.grad!))));
+        for (const t of ts) {
+          t.grad!.dispose();
+          t.grad = null;
+          t.dispose();
+        }
+        out.dispose();
+        gt.dispose();
+      }
+      for (let i = 0; i < 5; i++) expect(Buffer.from(runs[0]![i]!.buffer).equals(Buffer.from(runs[1]![i]!.buffer))).toBe(true);
+    });
+  });
+});
