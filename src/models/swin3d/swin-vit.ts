@@ -1,0 +1,80 @@
+/**
+ * MONAI's SwinTransformer (the swinViT of SwinUNETR; use_v2 off) forward on the GPU, composed from
+ * reef's ops: patch embedding, pre-norm Swin blocks with the fused shifted-window attention, patch
+ * merging, and the five hidden states through a non-affine LayerNorm. Channels-last throughout;
+ * weights are looked up by MONAI's state-dict names under a prefix (default `swinViT.`).
+ */
+import { add } from '../../ops/binary.js';
+import { layerNorm } from '../../ops/layernorm.js';
+import { matmul } from '../../ops/matmul.js';
+import { mergeGather3d, type MergeOrder } from '../../ops/patch-merge.js';
+import { gelu } from '../../ops/pointwise.js';
+import { reshape, slice } from '../../ops/shape.js';
+import { windowAttention3d } from '../../ops/window-attention3d.js';
+import { patchEmbed3d } from '../../nn/patch-embed3d.js';
+import { tidy, type Tensor } from '../../tensor/tensor.js';
+import { windowAndShift, type Vec3 } from './window-geometry.js';
+
+export interface SwinViTConfig {
+  depths: readonly number[];
+  heads: readonly number[];
+  window?: Vec3;
+  patch?: number;
+  merge?: MergeOrder;
+  prefix?: string;
+}
+
+export type WeightLookup = (name: string) => Tensor;
+
+function linear(x: Tensor, W: WeightLookup, name: string, bias = true): Tensor {
+  return matmul(x, W(`${name}.weight`), { transB: true, bias: bias ? W(`${name}.bias`) : null });
+}
+
+/** One pre-norm Swin block (MONAI SwinTransformerBlock), x: [B, D, H, W, C]. */
+export function swinBlock(x: Tensor, W: WeightLookup, p: string, heads: number, window: Vec3, shift: Vec3, configured: Vec3): Tensor {
+  return tidy(() => {
+    const C = x.shape[4]!;
+    const N = x.size / C;
+    const h = reshape(layerNorm(x, W(`${p}.norm1.weight`), W(`${p}.norm1.bias`)), [N, C]);
+    const qkv = linear(h, W, `${p}.attn.qkv`);
+    const part = (i: number) => reshape(slice(qkv, [0, i * C], [N, (i + 1) * C]), x.shape);
+    const attn = windowAttention3d({ q: part(0), k: part(1), v: part(2), qkvBias: W(`${p}.attn.qkv.bias`), table: W(`${p}.attn.relative_position_bias_table`), heads, window, shift, configuredWindow: configured });
+    const x1 = add(x, reshape(linear(reshape(attn, [N, C]), W, `${p}.attn.proj`), x.shape));
+    const h2 = reshape(layerNorm(x1, W(`${p}.norm2.weight`), W(`${p}.norm2.bias`)), [N, C]);
+    const mlp = linear(gelu(linear(h2, W, `${p}.mlp.linear1`)), W, `${p}.mlp.linear2`);
+    return add(x1, reshape(mlp, x.shape));
+  });
+}
+
+/** One BasicLayer: blocks (odd ones shifted by half a window), then patch merging to 2C. */
+export function swinStage(x: Tensor, W: WeightLookup, p: string, depth: number, heads: number, cfg: SwinViTConfig): Tensor {
+  const configured = cfg.window ?? [7, 7, 7];
+  const [, D, H, Wd] = x.shape as [number, number, number, number, number];
+  const half: Vec3 = [Math.floor(configured[0] / 2), Math.floor(configured[1] / 2), Math.floor(configured[2] / 2)];
+  const { window, shift } = windowAndShift([D, H, Wd], configured, half);
+  let h = x;
+  for (let i = 0; i < depth; i++) {
+    const next = swinBlock(h, W, `${p}.blocks.${i}`, heads, window, i % 2 ? shift : [0, 0, 0], configured);
+    if (h !== x) h.dispose();
+    h = next;
+  }
+  const out = tidy(() => linear(layerNorm(mergeGather3d(h, cfg.merge ?? 'merging'), W(`${p}.downsample.norm.weight`), W(`${p}.downsample.norm.bias`)), W, `${p}.downsample.reduction`, false));
+  if (h !== x) h.dispose();
+  return out;
+}
+
+/** The five hidden states [B, D/2^(i+1), …, C·2^i], channels-last, each LayerNorm-ed without affine. */
+export function swinViTForward(x: Tensor, W: WeightLookup, cfg: SwinViTConfig): Tensor[] {
+  const prefix = cfg.prefix ?? 'swinViT.';
+  const P = (name: string) => W(`${prefix}${name}`);
+  let h = patchEmbed3d(x, P('patch_embed.proj.weight'), P('patch_embed.proj.bias'), cfg.patch ?? 2);
+  const hidden = [layerNorm(h)];
+  cfg.depths.forEach((depth, i) => {
+    const next = swinStage(h, P, `layers${i + 1}.0`, depth, cfg.heads[i]!, cfg);
+    h.dispose();
+    h = next;
+    hidden.push(layerNorm(h));
+  });
+  h.dispose();
+  return hidden;
+}
