@@ -31,6 +31,8 @@ export { patchEmbed3d } from './nn/patch-embed3d.js';
 export { PatchMerging3d } from './nn/patch-merging3d.js';
 export { convTranspose3dK2 } from './nn/conv-transpose3d.js';
 export { conv3d, type Conv3dOptions } from './ops/conv3d.js';
+export { unetResBlock } from './nn/unet-res-block.js';
+export { swinViTForward, swinBlock, swinStage, type SwinViTConfig } from './models/swin3d/swin-vit.js';
 export { Linear } from './nn/linear.js';
 export { LayerNorm } from './nn/layernorm.js';
 export { Module } from './nn/module.js';
