@@ -12,7 +12,8 @@ import { type Arr, arr, makeRng } from '../ref/array';
 import { checkVjp } from '../ref/finite-diff';
 import { backward, type Runtime, type Tensor } from '../../src/index';
 import { windowAttention3d } from '../../src/ops/window-attention3d';
-import { shiftRegionLabels, stageRelativeIndex, windowAndShift, type Vec3 } from '../../src/models/swin3d/window-geometry';
+import { stageRelativeIndex, windowAndShift, type Vec3 } from '../../src/models/swin3d/window-geometry';
+import { forEachWindow } from '../ref/windows';
 
 const rt: Runtime = await testRuntime();
 afterAll(() => printErrorTable('window attention 3d'));
@@ -31,78 +32,64 @@ interface Geo {
 function refAttention(xs: Arr[], geo: Geo, g?: Arr): { out: Arr; grads: Arr[] } {
   const [q, k, v, bias, table] = xs as [Arr, Arr, Arr, Arr, Arr];
   const { heads, win, shift, cfg } = geo;
-  const [B, D, H, Wd, C] = q.shape as [number, number, number, number, number];
-  const [wd, wh, ww] = win;
-  const [Dp, Hp, Wp] = [Math.ceil(D / wd) * wd, Math.ceil(H / wh) * wh, Math.ceil(Wd / ww) * ww];
-  const n = wd * wh * ww;
+  const C = q.shape[4]!;
+  const n = win[0] * win[1] * win[2];
   const hd = C / heads;
   const scale = hd ** -0.5;
   const index = stageRelativeIndex(cfg, win);
-  const labels = shift.some((s) => s > 0) ? shiftRegionLabels([Dp, Hp, Wp], win, shift) : null;
   const out = arr(q.shape);
   const grads = [arr(q.shape), arr(k.shape), arr(v.shape), arr(bias.shape), arr(table.shape)];
   const [dq, dk, dv, db, dt] = grads as [Arr, Arr, Arr, Arr, Arr];
-  const src = (b: number, P: Vec3) => {
-    const [d, h, w] = [(P[0] + shift[0]) % Dp, (P[1] + shift[1]) % Hp, (P[2] + shift[2]) % Wp];
-    return d < D && h < H && w < Wd ? (((b * D + d) * H + h) * Wd + w) * C : -1;
-  };
-  for (let b = 0; b < B; b++)
-    for (let zd = 0; zd < Dp / wd; zd++)
-      for (let zh = 0; zh < Hp / wh; zh++)
-        for (let zw = 0; zw < Wp / ww; zw++) {
-          const pos: Vec3[] = [];
-          for (let t = 0; t < n; t++) pos.push([zd * wd + Math.floor(t / (wh * ww)), zh * wh + (Math.floor(t / ww) % wh), zw * ww + (t % ww)]);
-          const at = pos.map((P) => src(b, P));
-          const lab = pos.map((P) => (labels ? labels[(P[0] * Hp + P[1]) * Wp + P[2]]! : 0));
-          for (let h = 0; h < heads; h++) {
-            const rd = (x: Arr, part: number, t: number, e: number) => (at[t]! >= 0 ? x.data[at[t]! + h * hd + e]! : bias.data[part * C + h * hd + e]!);
-            const P = arr([n, n]);
-            for (let i = 0; i < n; i++) {
-              const row = new Float64Array(n);
-              let m = -Infinity;
-              for (let j = 0; j < n; j++) {
-                let s = table.data[index[i * n + j]! * heads + h]!;
-                for (let e = 0; e < hd; e++) s += rd(q, 0, i, e) * scale * rd(k, 1, j, e);
-                if (lab[i] !== lab[j]) s += -100;
-                row[j] = s;
-                m = Math.max(m, s);
-              }
-              let sum = 0;
-              for (let j = 0; j < n; j++) sum += (row[j] = Math.exp(row[j]! - m));
-              for (let j = 0; j < n; j++) P.data[i * n + j] = row[j]! / sum;
-              if (at[i]! < 0) continue;
-              for (let e = 0; e < hd; e++) {
-                let acc = 0;
-                for (let j = 0; j < n; j++) acc += P.data[i * n + j]! * rd(v, 2, j, e);
-                out.data[at[i]! + h * hd + e] = acc;
-              }
-            }
-            if (!g) continue;
-            // VJP: the rows of padded queries are dropped, so their dOut is zero.
-            const gi = (i: number, e: number) => (at[i]! >= 0 ? g.data[at[i]! + h * hd + e]! : 0);
-            const addTo = (x: Arr, part: number, t: number, e: number, val: number) => {
-              const [a, o] = at[t]! >= 0 ? [x, at[t]! + h * hd + e] : [db, part * C + h * hd + e];
-              a.data[o] = a.data[o]! + val;
-            };
-            for (let i = 0; i < n; i++) {
-              let delta = 0;
-              if (at[i]! >= 0) for (let e = 0; e < hd; e++) delta += gi(i, e) * out.data[at[i]! + h * hd + e]!;
-              for (let j = 0; j < n; j++) {
-                const p = P.data[i * n + j]!;
-                let dp = 0;
-                for (let e = 0; e < hd; e++) dp += gi(i, e) * rd(v, 2, j, e);
-                const ds = p * (dp - delta);
-                for (let e = 0; e < hd; e++) {
-                  addTo(dv, 2, j, e, p * gi(i, e));
-                  addTo(dq, 0, i, e, ds * rd(k, 1, j, e) * scale);
-                  addTo(dk, 1, j, e, ds * rd(q, 0, i, e) * scale);
-                }
-                const r = index[i * n + j]! * heads + h;
-                dt.data[r] = dt.data[r]! + ds;
-              }
-            }
-          }
+  forEachWindow(q.shape, win, shift, ({ at, label: lab }) => {
+    for (let h = 0; h < heads; h++) {
+      const rd = (x: Arr, part: number, t: number, e: number) => (at[t]! >= 0 ? x.data[at[t]! + h * hd + e]! : bias.data[part * C + h * hd + e]!);
+      const P = arr([n, n]);
+      for (let i = 0; i < n; i++) {
+        const row = new Float64Array(n);
+        let m = -Infinity;
+        for (let j = 0; j < n; j++) {
+          let s = table.data[index[i * n + j]! * heads + h]!;
+          for (let e = 0; e < hd; e++) s += rd(q, 0, i, e) * scale * rd(k, 1, j, e);
+          if (lab[i] !== lab[j]) s += -100;
+          row[j] = s;
+          m = Math.max(m, s);
         }
+        let sum = 0;
+        for (let j = 0; j < n; j++) sum += (row[j] = Math.exp(row[j]! - m));
+        for (let j = 0; j < n; j++) P.data[i * n + j] = row[j]! / sum;
+        if (at[i]! < 0) continue;
+        for (let e = 0; e < hd; e++) {
+          let acc = 0;
+          for (let j = 0; j < n; j++) acc += P.data[i * n + j]! * rd(v, 2, j, e);
+          out.data[at[i]! + h * hd + e] = acc;
+        }
+      }
+      if (!g) continue;
+      // VJP: the rows of padded queries are dropped, so their dOut is zero.
+      const gi = (i: number, e: number) => (at[i]! >= 0 ? g.data[at[i]! + h * hd + e]! : 0);
+      const addTo = (x: Arr, part: number, t: number, e: number, val: number) => {
+        const [a, o] = at[t]! >= 0 ? [x, at[t]! + h * hd + e] : [db, part * C + h * hd + e];
+        a.data[o] = a.data[o]! + val;
+      };
+      for (let i = 0; i < n; i++) {
+        let delta = 0;
+        if (at[i]! >= 0) for (let e = 0; e < hd; e++) delta += gi(i, e) * out.data[at[i]! + h * hd + e]!;
+        for (let j = 0; j < n; j++) {
+          const p = P.data[i * n + j]!;
+          let dp = 0;
+          for (let e = 0; e < hd; e++) dp += gi(i, e) * rd(v, 2, j, e);
+          const ds = p * (dp - delta);
+          for (let e = 0; e < hd; e++) {
+            addTo(dv, 2, j, e, p * gi(i, e));
+            addTo(dq, 0, i, e, ds * rd(k, 1, j, e) * scale);
+            addTo(dk, 1, j, e, ds * rd(q, 0, i, e) * scale);
+          }
+          const r = index[i * n + j]! * heads + h;
+          dt.data[r] = dt.data[r]! + ds;
+        }
+      }
+    }
+  });
   return { out, grads };
 }
 

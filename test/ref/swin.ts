@@ -10,78 +10,60 @@ import { arr, type Arr } from './array';
 import { gelu, layerNorm, matmul } from './ops';
 import { mergeGather } from './merge';
 import { patchConv3d } from './conv';
-import { shiftRegionLabels, stageRelativeIndex, windowAndShift, type Vec3 } from '../../src/models/swin3d/window-geometry';
+import { stageRelativeIndex, windowAndShift, type Vec3 } from '../../src/models/swin3d/window-geometry';
+import { forEachWindow } from './windows';
 
 export type Weights = (name: string) => Arr;
 
 const linear = (x: Arr, w: Arr, b: Arr | null) => matmul(x, w, { transB: true, bias: b });
 
 function blockAttention(x: Arr, W: Weights, p: string, heads: number, win: Vec3, shift: Vec3, configured: Vec3): Arr {
-  const [B, D, H, Wd, C] = x.shape as [number, number, number, number, number];
-  const [wd, wh, ww] = win;
-  const [Dp, Hp, Wp] = [Math.ceil(D / wd) * wd, Math.ceil(H / wh) * wh, Math.ceil(Wd / ww) * ww];
-  const shifted = shift.some((s) => s > 0);
-  const n = wd * wh * ww;
+  const C = x.shape[4]!;
+  const n = win[0] * win[1] * win[2];
   const hd = C / heads;
   const index = stageRelativeIndex(configured, win);
   const table = W(`${p}.attn.relative_position_bias_table`);
-  const labels = shifted ? shiftRegionLabels([Dp, Hp, Wp], win, shift) : null;
   const qkvW = W(`${p}.attn.qkv.weight`);
   const qkvB = W(`${p}.attn.qkv.bias`);
   const projW = W(`${p}.attn.proj.weight`);
   const projB = W(`${p}.attn.proj.bias`);
   const out = arr(x.shape);
-  // Rolled-frame position P reads the padded volume at P + shift (torch.roll by −shift); zero past the end.
-  const src = (b: number, P: Vec3) => {
-    const [d, h, w] = [(P[0] + shift[0]) % Dp, (P[1] + shift[1]) % Hp, (P[2] + shift[2]) % Wp];
-    return d < D && h < H && w < Wd ? (((b * D + d) * H + h) * Wd + w) * C : -1;
-  };
-  for (let b = 0; b < B; b++)
-    for (let zd = 0; zd < Dp / wd; zd++)
-      for (let zh = 0; zh < Hp / wh; zh++)
-        for (let zw = 0; zw < Wp / ww; zw++) {
-          const pos: Vec3[] = [];
-          for (let t = 0; t < n; t++) pos.push([zd * wd + Math.floor(t / (wh * ww)), zh * wh + (Math.floor(t / ww) % wh), zw * ww + (t % ww)]);
-          const tokens = arr([n, C]);
-          pos.forEach((P, t) => {
-            const s = src(b, P);
-            if (s >= 0) for (let c = 0; c < C; c++) tokens.data[t * C + c] = x.data[s + c]!;
-          });
-          const qkv = linear(tokens, qkvW, qkvB); // [n, 3C] as (3, heads, hd)
-          const attnOut = arr([n, C]);
-          for (let h = 0; h < heads; h++) {
-            const q = (i: number, e: number) => qkv.data[i * 3 * C + h * hd + e]! * hd ** -0.5;
-            const k = (j: number, e: number) => qkv.data[j * 3 * C + C + h * hd + e]!;
-            const v = (j: number, e: number) => qkv.data[j * 3 * C + 2 * C + h * hd + e]!;
-            const row = new Float64Array(n);
-            for (let i = 0; i < n; i++) {
-              let m = -Infinity;
-              for (let j = 0; j < n; j++) {
-                let s = table.data[index[i * n + j]! * heads + h]!;
-                for (let e = 0; e < hd; e++) s += q(i, e) * k(j, e);
-                if (labels) {
-                  const [Pi, Pj] = [pos[i]!, pos[j]!];
-                  if (labels[(Pi[0] * Hp + Pi[1]) * Wp + Pi[2]] !== labels[(Pj[0] * Hp + Pj[1]) * Wp + Pj[2]]) s += -100;
-                }
-                row[j] = s;
-                m = Math.max(m, s);
-              }
-              let sum = 0;
-              for (let j = 0; j < n; j++) sum += (row[j] = Math.exp(row[j]! - m));
-              for (let e = 0; e < hd; e++) {
-                let acc = 0;
-                for (let j = 0; j < n; j++) acc += row[j]! * v(j, e);
-                attnOut.data[i * C + h * hd + e] = acc / sum;
-              }
-            }
-          }
-          const y = linear(attnOut, projW, projB);
-          // Back to the un-shifted, un-padded positions (the inverse roll); padded ones are dropped.
-          pos.forEach((P, t) => {
-            const s = src(b, P);
-            if (s >= 0) for (let c = 0; c < C; c++) out.data[s + c] = y.data[t * C + c]!;
-          });
+  forEachWindow(x.shape, win, shift, ({ at, label }) => {
+    const tokens = arr([n, C]); // padded tokens stay zero vectors (padding comes after norm1)
+    at.forEach((s, t) => {
+      if (s >= 0) for (let c = 0; c < C; c++) tokens.data[t * C + c] = x.data[s + c]!;
+    });
+    const qkv = linear(tokens, qkvW, qkvB); // [n, 3C] as (3, heads, hd)
+    const attnOut = arr([n, C]);
+    for (let h = 0; h < heads; h++) {
+      const q = (i: number, e: number) => qkv.data[i * 3 * C + h * hd + e]! * hd ** -0.5;
+      const k = (j: number, e: number) => qkv.data[j * 3 * C + C + h * hd + e]!;
+      const v = (j: number, e: number) => qkv.data[j * 3 * C + 2 * C + h * hd + e]!;
+      const row = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        let m = -Infinity;
+        for (let j = 0; j < n; j++) {
+          let s = table.data[index[i * n + j]! * heads + h]!;
+          for (let e = 0; e < hd; e++) s += q(i, e) * k(j, e);
+          if (label[i] !== label[j]) s += -100;
+          row[j] = s;
+          m = Math.max(m, s);
         }
+        let sum = 0;
+        for (let j = 0; j < n; j++) sum += (row[j] = Math.exp(row[j]! - m));
+        for (let e = 0; e < hd; e++) {
+          let acc = 0;
+          for (let j = 0; j < n; j++) acc += row[j]! * v(j, e);
+          attnOut.data[i * C + h * hd + e] = acc / sum;
+        }
+      }
+    }
+    const y = linear(attnOut, projW, projB);
+    // Back to the un-shifted, un-padded positions (the inverse roll); padded ones are dropped.
+    at.forEach((s, t) => {
+      if (s >= 0) for (let c = 0; c < C; c++) out.data[s + c] = y.data[t * C + c]!;
+    });
+  });
   return out;
 }
 
