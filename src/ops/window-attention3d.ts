@@ -6,6 +6,7 @@
  * recomputes the scores from the saved log-sum-exp and reduces everything in a fixed order.
  */
 import code from '../../shaders/window_attention.wgsl';
+import rowsCode from '../../shaders/window_attention_rows.wgsl';
 import type { ShaderFile } from '../gpu/kernel.js';
 import { ReefError } from '../gpu/errors.js';
 import { empty } from '../tensor/create.js';
@@ -17,7 +18,18 @@ import { cast } from './cast.js';
 import { sum } from './reduce.js';
 
 export const WINDOW_ATTENTION: ShaderFile = { name: 'window_attention', code };
+export const WINDOW_ATTENTION_ROWS: ShaderFile = { name: 'window_attention_rows', code: rowsCode };
 const WG = 64;
+/** window_attention_rows: queries per workgroup (343 = 3 chunks of 128, 11 % idle), lanes × queries per lane. */
+const CHUNK = 128;
+
+/**
+ * Forward kernels. `tiled`: keys staged in workgroup memory, one workgroup per (window, head), for
+ * GPUs. `rows`: no workgroup memory or barriers, vec4 loads, several queries per lane, for CPU
+ * adapters; it needs a head width divisible by 4 (MONAI's feature sizes are multiples of 12).
+ */
+export type WindowAttentionVariant = 'tiled' | 'rows';
+export const WINDOW_ATTENTION_VARIANTS: readonly WindowAttentionVariant[] = ['tiled', 'rows'];
 
 type Vec3 = readonly [number, number, number];
 
@@ -36,6 +48,19 @@ export interface WindowAttention3dArgs {
   shift: Vec3;
   /** The configured window whose index is sliced (default [7, 7, 7]). */
   configuredWindow?: Vec3;
+  /** Forward kernel; default per adapter (REEF_ATTENTION overrides). */
+  variant?: WindowAttentionVariant;
+}
+
+function pickVariant(a: WindowAttention3dArgs, hd: number, C: number): WindowAttentionVariant {
+  const rt = a.q.rt;
+  const forced = rt.host.env('REEF_ATTENTION');
+  if (forced !== undefined && !WINDOW_ATTENTION_VARIANTS.includes(forced as WindowAttentionVariant)) {
+    throw new ReefError(`REEF_ATTENTION=${forced}: expected ${WINDOW_ATTENTION_VARIANTS.join(' or ')}`);
+  }
+  const want = a.variant ?? (forced as WindowAttentionVariant | undefined) ?? (rt.caps.isCpu ? 'rows' : 'tiled');
+  // The rows kernel reads vec4s: it takes head widths divisible by 4 and falls back otherwise.
+  return want === 'rows' && (hd % 4 !== 0 || C % 4 !== 0) ? 'tiled' : want;
 }
 
 export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
@@ -78,7 +103,19 @@ export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
   const bytes = BYTES_PER_ELEMENT[q.dtype];
   const out = empty(rt, q.shape, q.dtype, 'window_attention');
   const lse = empty(rt, [rows, n], 'f32', 'window_attention_lse');
-  if (rows > 0) {
+  const variant = pickVariant(a, hd, C);
+  if (rows > 0 && variant === 'rows') {
+    const tq = hd <= 16 ? 8 : hd <= 32 ? 4 : 2;  // queries per lane: fewer for wide heads (registers)
+    const WG_ROWS = CHUNK / tq;
+    const chunks = Math.ceil(n / (WG_ROWS * tq));
+    rt.dispatch({
+      kernel: { shader: WINDOW_ATTENTION_ROWS, entry: 'main', elem: q.dtype, consts: { WG: WG_ROWS, H4: hd / 4, TQ: tq } },
+      buffers: { q: q.buffer, k: k.buffer, v: v.buffer, qkvBias: qkvBias.buffer, table: table.buffer, o: out.buffer, lse: lse.buffer },
+      params,
+      workgroups: gridRows(rows * chunks, rt.caps.maxWorkgroupsPerDimension),
+      work: { flops: 4 * rows * n * n * (hd + 2), bytes: 4 * q.size * bytes },
+    });
+  } else if (rows > 0) {
     rt.dispatch({
       kernel: { shader: WINDOW_ATTENTION, entry: 'forward', elem: q.dtype, consts },
       buffers: { q: q.buffer, k: k.buffer, v: v.buffer, qkvBias: qkvBias.buffer, table: table.buffer, o: out.buffer, lse: lse.buffer },

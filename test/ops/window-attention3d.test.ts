@@ -11,7 +11,7 @@ import { checkOp, download, expectNoLeak, printErrorTable, randnT, upload } from
 import { type Arr, arr, makeRng } from '../ref/array';
 import { checkVjp } from '../ref/finite-diff';
 import { backward, type Runtime, type Tensor } from '../../src/index';
-import { windowAttention3d } from '../../src/ops/window-attention3d';
+import { windowAttention3d, WINDOW_ATTENTION_VARIANTS, type WindowAttentionVariant } from '../../src/ops/window-attention3d';
 import { stageRelativeIndex, windowAndShift, type Vec3 } from '../../src/models/swin3d/window-geometry';
 import { forEachWindow } from '../ref/windows';
 
@@ -99,8 +99,8 @@ function inputs(shape: number[], heads: number, seed: number): Arr[] {
   return [randnT(shape, rng), randnT(shape, rng), randnT(shape, rng), randnT([3 * C], rng), randnT([2197, heads], rng, 0.5)];
 }
 
-const gpuOp = (geo: Geo) => (ts: Tensor[]) =>
-  windowAttention3d({ q: ts[0]!, k: ts[1]!, v: ts[2]!, qkvBias: ts[3]!, table: ts[4]!, heads: geo.heads, window: geo.win, shift: geo.shift, configuredWindow: geo.cfg });
+const gpuOp = (geo: Geo, variant?: WindowAttentionVariant) => (ts: Tensor[]) =>
+  windowAttention3d({ q: ts[0]!, k: ts[1]!, v: ts[2]!, qkvBias: ts[3]!, table: ts[4]!, heads: geo.heads, window: geo.win, shift: geo.shift, configuredWindow: geo.cfg, variant });
 
 // [B, D, H, W], shifted block or not.
 const CASES: { size: [number, number, number, number]; shifted: boolean; hd?: number }[] = [
@@ -112,23 +112,24 @@ const CASES: { size: [number, number, number, number]; shifted: boolean; hd?: nu
   { size: [1, 8, 8, 8], shifted: true },    // full 7³ windows (n = 343), shift [3,3,3]
 ];
 
-describe('windowAttention3d', () => {
-  CASES.forEach(({ size, shifted, hd = 3 }, ci) => {
+describe.each(WINDOW_ATTENTION_VARIANTS)('windowAttention3d (%s forward)', (variant) => {
+  // The rows kernel reads vec4s, so its cases use head widths divisible by 4 (3 would fall back to tiled).
+  CASES.forEach(({ size, shifted, hd = variant === 'rows' ? 4 : 3 }, ci) => {
     const heads = 2;
     const C = heads * hd;
     const shape = [...size, C];
     const ws = windowAndShift([size[1], size[2], size[3]], [7, 7, 7], [3, 3, 3]);
     const geo: Geo = { heads, win: ws.window, shift: shifted ? ws.shift : [0, 0, 0], cfg: [7, 7, 7] };
-    it(`[${shape}] window [${geo.win}] shift [${geo.shift}]: forward${hd === 3 ? ' and gradients' : ''}`, async () => {
+    it(`[${shape}] window [${geo.win}] shift [${geo.shift}]: forward${hd <= 4 ? ' and gradients' : ''}`, async () => {
       await expectNoLeak(rt, () =>
         checkOp(rt, {
           op: 'windowAttention3d',
           inputs: inputs(shape, heads, 10 + ci),
           names: ['q', 'k', 'v', 'qkvBias', 'table'],
           rng: makeRng(50 + ci),
-          gpu: gpuOp(geo),
+          gpu: gpuOp(geo, variant),
           ref: (xs) => refAttention(xs, geo).out,
-          vjp: hd === 3 ? (xs, g) => refAttention(xs, geo, g).grads : undefined,
+          vjp: hd <= 4 ? (xs, g) => refAttention(xs, geo, g).grads : undefined,
           bound: FWD,
           gradBound: GRAD,
         }),
@@ -136,6 +137,9 @@ describe('windowAttention3d', () => {
     });
   });
 
+});
+
+describe('windowAttention3d', () => {
   it('reference VJP agrees with finite differences', () => {
     const geo: Geo = { heads: 2, win: [2, 2, 3], shift: [1, 0, 1], cfg: [2, 2, 3] };
     const xs = inputs([1, 3, 2, 4, 4], 2, 7);
