@@ -2,6 +2,9 @@
 // mean and variance are two passes over the row (no E[x²]−E[x]² cancellation). The row's mean and
 // 1/σ are kept for the backward pass. Parameter gradients are summed per chunk of rows, then the
 // chunks are summed by the reduce kernel, in a fixed order either way.
+// The *_rows entries take one row per invocation instead, without workgroup memory or barriers: on
+// a CPU adapter a workgroup runs as one loop over its lanes and every barrier is a pass over all of
+// them, which costs more than a short row.
 
 alias T = f32;
 
@@ -53,6 +56,51 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
     y[base + c] = T(o);
   }
   if (lid.x == 0u) { stats[2u * row] = mean; stats[2u * row + 1u] = rstd; }
+}
+
+@compute @workgroup_size(WG)
+fn forward_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let row = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  var s = 0.0;
+  for (var c = 0u; c < p.C; c++) { s += f32(x[base + c]); }
+  let mean = s / f32(p.C);
+  var v = 0.0;
+  for (var c = 0u; c < p.C; c++) { let d = f32(x[base + c]) - mean; v += d * d; }
+  let rstd = inverseSqrt(v / f32(p.C) + p.eps);
+  for (var c = 0u; c < p.C; c++) {
+    var o = (f32(x[base + c]) - mean) * rstd;
+    if (AFFINE) { o = o * f32(weight[c]) + f32(bias[c]); }
+    y[base + c] = T(o);
+  }
+  stats[2u * row] = mean;
+  stats[2u * row + 1u] = rstd;
+}
+
+@compute @workgroup_size(WG)
+fn backward_input_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let row = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.C;
+  let mean = stats[2u * row];
+  let rstd = stats[2u * row + 1u];
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var c = 0u; c < p.C; c++) {
+    var gw = f32(grad[base + c]);
+    if (AFFINE) { gw *= f32(weight[c]); }
+    s1 += gw;
+    s2 += gw * (f32(x[base + c]) - mean) * rstd;
+  }
+  let m1 = s1 / f32(p.C);
+  let m2 = s2 / f32(p.C);
+  for (var c = 0u; c < p.C; c++) {
+    var gw = f32(grad[base + c]);
+    if (AFFINE) { gw *= f32(weight[c]); }
+    let xhat = (f32(x[base + c]) - mean) * rstd;
+    y[base + c] = T(rstd * (gw - m1 - xhat * m2));
+  }
 }
 
 // dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = g·w

@@ -6,13 +6,23 @@ import { empty } from '../tensor/create.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
-import { gridRows, split2 } from './geometry.js';
+import { grid1d, gridRows, split2 } from './geometry.js';
 import { cast } from './cast.js';
 import { sum } from './reduce.js';
 
 export const LAYERNORM: ShaderFile = { name: 'layernorm', code };
 const WG = 64;
 const ROWS_PER_CHUNK = 64;
+/** Longest row the one-row-per-invocation entries take (on CPU adapters; GPUs always use a workgroup per row). */
+const ROWS_VARIANT_MAX_C = 4096;
+
+/** Per adapter and shape: a workgroup per row, or (CPU adapters, short rows, enough of them) a row per invocation. */
+function perRowInvocation(x: Tensor, rows: number, C: number): boolean {
+  const forced = x.rt.host.env('REEF_LAYERNORM');
+  if (forced === 'rows') return true;
+  if (forced === 'workgroup') return false;
+  return x.rt.caps.isCpu && C <= ROWS_VARIANT_MAX_C && rows >= 4 * WG;
+}
 
 export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor | null = null, eps = 1e-5): Tensor {
   const C = x.shape[x.ndim - 1];
@@ -28,12 +38,14 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   const stats = empty(rt, [rows, 2], 'f32', 'layernorm_stats');
   const params = { rows, C, eps, chunks: Math.ceil(rows / ROWS_PER_CHUNK) };
   const bytes = BYTES_PER_ELEMENT[x.dtype];
+  const byRow = perRowInvocation(x, rows, C);
+  const grid = byRow ? grid1d(rows, WG, rt.caps.maxWorkgroupsPerDimension) : gridRows(rows, rt.caps.maxWorkgroupsPerDimension);
   if (rows > 0) {
     rt.dispatch({
-      kernel: { shader: LAYERNORM, entry: 'forward', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
+      kernel: { shader: LAYERNORM, entry: byRow ? 'forward_rows' : 'forward', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
       buffers: { x: x.buffer, weight: (weight ?? x).buffer, bias: (bias ?? x).buffer, y: y.buffer, stats: stats.buffer },
       params,
-      workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
+      workgroups: grid,
       work: { flops: 8 * x.size, bytes: 3 * x.size * bytes },
     });
   }
@@ -43,10 +55,10 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
       const [xs, st, w] = saved as [Tensor, Tensor, Tensor | undefined];
       const dx = x.requiresGrad ? empty(rt, x.shape, x.dtype, 'layernorm_dx') : null;
       if (dx) rt.dispatch({
-        kernel: { shader: LAYERNORM, entry: 'backward_input', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
+        kernel: { shader: LAYERNORM, entry: byRow ? 'backward_input_rows' : 'backward_input', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
         buffers: { x: xs.buffer, weight: (w ?? xs).buffer, grad: g.buffer, y: dx!.buffer, stats: st.buffer },
         params,
-        workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
+        workgroups: grid,
         work: { flops: 10 * x.size, bytes: 3 * x.size * bytes },
       });
       if (!affine || !(weight!.requiresGrad || bias!.requiresGrad)) return affine ? [dx, null, null] : [dx];

@@ -58,6 +58,36 @@ describe('layerNorm', () => {
     });
   });
 
+  // The one-row-per-invocation kernels (CPU adapters) on every shape, forced through REEF_LAYERNORM.
+  [[1, 3], [130, 33], [65, 300], [3000, 48], [70001, 8]].forEach((shape, i) => {
+    const C = shape[shape.length - 1]!;
+    it(`affine [${shape}], one row per invocation`, async () => {
+      const rng = makeRng(400 + i);
+      process.env.REEF_LAYERNORM = 'rows';
+      try {
+        const offset = shape[0]! > 1000 ? 0 : 3;
+        const x = randnT(shape, rng, 2);
+        for (let k = 0; k < x.data.length; k++) x.data[k] = Math.fround(x.data[k]! + offset);
+        await checkOp(rt, {
+          op: 'layerNorm (row per invocation)',
+          inputs: [x, randnT([C], rng, 1), randnT([C], rng, 1)],
+          names: ['x', 'weight', 'bias'],
+          rng,
+          gpu: ([t, w, b]) => layerNorm(t!, w!, b!, 1e-5),
+          ref: ([rx, rw, rb]) => R.layerNorm(rx!, rw!, rb!, 1e-5),
+          vjp: ([rx, rw, rb], g) => {
+            const r = G.layerNormBackward(rx!, rw!, rb!, g, 1e-5);
+            return [r.dx, r.dw, r.db];
+          },
+          bound: LN_FWD,
+          gradBound: [LN_DX, LN_DPARAM, LN_DPARAM],
+        });
+      } finally {
+        delete process.env.REEF_LAYERNORM;
+      }
+    });
+  });
+
   [[1, 1], [5, 7], [7, 65], [3, 5, 127]].forEach((shape, i) => {
     it(`no affine [${shape}], eps 1e-3`, async () => {
       const rng = makeRng(150 + i);
