@@ -32,7 +32,9 @@ export { PatchMerging3d } from './nn/patch-merging3d.js';
 export { convTranspose3dK2 } from './nn/conv-transpose3d.js';
 export { conv3d, type Conv3dOptions } from './ops/conv3d.js';
 export { unetResBlock } from './nn/unet-res-block.js';
-export { swinViTForward, swinBlock, swinStage, type SwinViTConfig } from './models/swin3d/swin-vit.js';
+export { swinViTForward, swinBlock, swinStage, type SwinViTOptions } from './models/swin3d/swin-vit.js';
+export { coralBayEncoderForward, CORALBAY_MAP_NAMES, type CoralBayOutputs } from './models/swin3d/coralbay-encoder.js';
+export { PRESETS, preset, paramShapes, countParams, swinViTConfig, describeConfig, type SwinViTConfig, type ModelConfig } from './models/swin3d/config.js';
 export { Linear } from './nn/linear.js';
 export { LayerNorm } from './nn/layernorm.js';
 export { Module } from './nn/module.js';
@@ -65,3 +67,5 @@ export { decodeNifti, windowHu, NiftiError, type Volume } from './data/nifti.js'
 export { readTorchStateDict, readTorchArchive, readTorchTensor } from './io/torch-pt.js';
 export { windowAttention3d } from './ops/window-attention3d.js';
 export { windowAndShift, relativePositionIndex, stageRelativeIndex, shiftRegionLabels } from './models/swin3d/window-geometry.js';
+export { loadWeights, canonicalKey, inferConfig, validateStateDict, weightLookup, type LoadOptions, type LoadedWeights } from './models/swin3d/state-dict.js';
+export { initWeights } from './models/swin3d/init.js';

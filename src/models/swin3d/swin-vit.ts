@@ -1,26 +1,30 @@
 /**
- * MONAI's SwinTransformer (the swinViT of SwinUNETR; use_v2 off) forward on the GPU, composed from
- * reef's ops: patch embedding, pre-norm Swin blocks with the fused shifted-window attention, patch
- * merging, and the five hidden states through a non-affine LayerNorm. Channels-last throughout;
- * weights are looked up by MONAI's state-dict names under a prefix (default `swinViT.`).
+ * MONAI's SwinTransformer (the swinViT of SwinUNETR) forward on the GPU, composed from reef's ops:
+ * patch embedding, (with use_v2) a UnetResBlock before each stage, pre-norm Swin blocks with the
+ * fused shifted-window attention, patch merging, and the five hidden states (through a non-affine
+ * LayerNorm unless `normalize` is off). Channels-last between ops; weights are looked up by MONAI's
+ * state-dict names under a prefix (default `swinViT.`).
  */
 import { add } from '../../ops/binary.js';
 import { layerNorm } from '../../ops/layernorm.js';
 import { matmul } from '../../ops/matmul.js';
 import { mergeGather3d, type MergeOrder } from '../../ops/patch-merge.js';
 import { gelu } from '../../ops/pointwise.js';
-import { reshape, slice } from '../../ops/shape.js';
+import { permute, reshape, slice } from '../../ops/shape.js';
 import { windowAttention3d } from '../../ops/window-attention3d.js';
 import { patchEmbed3d } from '../../nn/patch-embed3d.js';
+import { unetResBlock } from '../../nn/unet-res-block.js';
 import { tidy, type Tensor } from '../../tensor/tensor.js';
 import { windowAndShift, type Vec3 } from './window-geometry.js';
 
-export interface SwinViTConfig {
+export interface SwinViTOptions {
   depths: readonly number[];
   heads: readonly number[];
   window?: Vec3;
   patch?: number;
   merge?: MergeOrder;
+  useV2?: boolean;
+  normalize?: boolean;
   prefix?: string;
 }
 
@@ -47,7 +51,7 @@ export function swinBlock(x: Tensor, W: WeightLookup, p: string, heads: number, 
 }
 
 /** One BasicLayer: blocks (odd ones shifted by half a window), then patch merging to 2C. */
-export function swinStage(x: Tensor, W: WeightLookup, p: string, depth: number, heads: number, cfg: SwinViTConfig): Tensor {
+export function swinStage(x: Tensor, W: WeightLookup, p: string, depth: number, heads: number, cfg: SwinViTOptions): Tensor {
   const configured = cfg.window ?? [7, 7, 7];
   const [, D, H, Wd] = x.shape as [number, number, number, number, number];
   const half: Vec3 = [Math.floor(configured[0] / 2), Math.floor(configured[1] / 2), Math.floor(configured[2] / 2)];
@@ -63,17 +67,31 @@ export function swinStage(x: Tensor, W: WeightLookup, p: string, depth: number, 
   return out;
 }
 
-/** The five hidden states [B, D/2^(i+1), …, C·2^i], channels-last, each LayerNorm-ed without affine. */
-export function swinViTForward(x: Tensor, W: WeightLookup, cfg: SwinViTConfig): Tensor[] {
+/** A channels-first block applied to channels-last x: [B, D, H, W, C] → [B, D, H, W, C']. */
+export function channelsFirst(x: Tensor, fn: (cf: Tensor) => Tensor): Tensor {
+  return tidy(() => permute(fn(permute(x, [0, 4, 1, 2, 3])), [0, 2, 3, 4, 1]));
+}
+
+/**
+ * The five hidden states [B, D/2^(i+1), …, C·2^i], channels-last, each LayerNorm-ed without affine
+ * (or, with normalize off, the raw stage outputs). x: [B, Cin, D, H, W] as MONAI takes it.
+ */
+export function swinViTForward(x: Tensor, W: WeightLookup, cfg: SwinViTOptions): Tensor[] {
   const prefix = cfg.prefix ?? 'swinViT.';
   const P = (name: string) => W(`${prefix}${name}`);
+  const out = (t: Tensor) => (cfg.normalize === false ? reshape(t, t.shape) : layerNorm(t));
   let h = patchEmbed3d(x, P('patch_embed.proj.weight'), P('patch_embed.proj.bias'), cfg.patch ?? 2);
-  const hidden = [layerNorm(h)];
+  const hidden = [out(h)];
   cfg.depths.forEach((depth, i) => {
+    if (cfg.useV2) {
+      const conv = channelsFirst(h, (cf) => unetResBlock(cf, P, `layers${i + 1}c.0.layer.`));
+      h.dispose();
+      h = conv;
+    }
     const next = swinStage(h, P, `layers${i + 1}.0`, depth, cfg.heads[i]!, cfg);
     h.dispose();
     h = next;
-    hidden.push(layerNorm(h));
+    hidden.push(out(h));
   });
   h.dispose();
   return hidden;

@@ -1,0 +1,58 @@
+/**
+ * The CoralBay encoder (eva's SwinUNETREncoder): MONAI's SwinViT (use_v2) plus the UNETR encoder
+ * blocks, returning the channels-first maps [enc0, enc1, enc2, enc3, hs3, dec4] and the multiscale
+ * embedding (spatial means of enc0, enc1, enc2, enc3 and dec4 — hs3 skipped — concatenated: 24·fs).
+ *
+ *   enc0 = encoder1(x)       enc1 = encoder2(hs0)   enc2 = encoder3(hs1)
+ *   enc3 = encoder4(hs2)     dec4 = encoder10(hs4)
+ */
+import { ReefError } from '../../gpu/errors.js';
+import { mean } from '../../ops/reduce.js';
+import { concat, permute } from '../../ops/shape.js';
+import { unetResBlock } from '../../nn/unet-res-block.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { swinViTForward, type SwinViTOptions, type WeightLookup } from './swin-vit.js';
+
+export interface CoralBayOutputs {
+  /** The five SwinViT hidden states, channels-first [B, C, D, H, W]. */
+  hidden: Tensor[];
+  /** [enc0, enc1, enc2, enc3, hs3, dec4], channels-first (hs3 is hidden[3] itself, not a copy). */
+  maps: Tensor[];
+  /** [B, 24·fs]. */
+  embedding: Tensor;
+}
+
+export const CORALBAY_MAP_NAMES = ['enc0', 'enc1', 'enc2', 'enc3', 'hs3', 'dec4'] as const;
+
+/** The decoder joins the /32 and /16 maps, so every side must be a multiple of 32. */
+export function checkCoralBayInput(shape: readonly number[]): void {
+  const sides = shape.slice(2);
+  if (shape.length !== 5 || sides.some((s) => s % 32 !== 0)) {
+    throw new ReefError(`CoralBay encoder: input [${shape.join(', ')}] must be [B, C, D, H, W] with D, H, W multiples of 32 (pad or crop the volume; SwinViT alone takes any size)`);
+  }
+}
+
+export function coralBayEncoderForward(x: Tensor, W: WeightLookup, cfg: SwinViTOptions): CoralBayOutputs {
+  checkCoralBayInput(x.shape);
+  const hidden: Tensor[] = [];
+  const maps: Tensor[] = [];
+  try {
+    for (const h of swinViTForward(x, W, { ...cfg, useV2: cfg.useV2 ?? true })) {
+      hidden.push(permute(h, [0, 4, 1, 2, 3]));
+      h.dispose();
+    }
+    maps.push(unetResBlock(x, W, 'encoder1.layer.'));
+    maps.push(unetResBlock(hidden[0]!, W, 'encoder2.layer.'));
+    maps.push(unetResBlock(hidden[1]!, W, 'encoder3.layer.'));
+    maps.push(unetResBlock(hidden[2]!, W, 'encoder4.layer.'));
+    maps.push(hidden[3]!);
+    maps.push(unetResBlock(hidden[4]!, W, 'encoder10.layer.'));
+    const pooled = [0, 1, 2, 3, 5].map((i) => mean(maps[i]!, [2, 3, 4]));
+    const embedding = concat(pooled, 1);
+    for (const p of pooled) p.dispose();
+    return { hidden, maps, embedding };
+  } catch (e) {
+    for (const t of [...hidden, ...maps]) t.dispose();
+    throw e;
+  }
+}
