@@ -10,6 +10,8 @@ import { fmtBytes } from '../gpu/errors.js';
 import { Runtime } from '../gpu/runtime.js';
 import { MATMUL_VARIANTS, type MatmulVariant } from '../ops/matmul.js';
 import { runDemo } from './demo.js';
+import { parseHuWindow, runFeatures } from './features.js';
+import { MERGE_ORDERS, type MergeOrder } from '../ops/patch-merge.js';
 
 const USAGE = `reef — WebGPU engine for volumetric transformers
 
@@ -19,6 +21,11 @@ commands:
   info                       the WebGPU adapter, its features and limits, and the kernel variants reef picks
   demo [--steps N] [--profile]
                              train a small MLP classifier on the GPU (the end-to-end smoke run)
+  features --weights W.safetensors|W.pt --input X.nii[.gz] --out F.safetensors
+        [--merging merging|merging-1.5|mergingv2] [--use-v2|--no-use-v2] [--no-normalize]
+        [--hu-window lo,hi] [--f16]
+                             SwinViT / CoralBay encoder features of a CT volume (config inferred
+                             from the checkpoint; use_v2 from its keys unless given)
   bench [--quick] [--sizes 256,512] [--no-peers] [--no-coralbay] [--no-f16]
         [--variants regblock,tiled] [--out DIR] [--budget-ms MS] [--sweep]
                              peaks, then matmul for reef's variants, the naive kernel and peer engines;
@@ -78,6 +85,40 @@ export async function main(argv: string[]): Promise<number> {
       case 'demo': {
         const { values } = parseArgs({ args: rest, options: { steps: { type: 'string', default: '200' }, profile: { type: 'boolean', default: false } } });
         return await withRuntime(values.profile, (rt) => runDemo(rt, { steps: Number(values.steps) }));
+      }
+      case 'features': {
+        const { values } = parseArgs({
+          args: rest,
+          options: {
+            weights: { type: 'string' },
+            input: { type: 'string' },
+            out: { type: 'string' },
+            merging: { type: 'string', default: 'merging' },
+            'use-v2': { type: 'boolean' },
+            'no-use-v2': { type: 'boolean' },
+            'no-normalize': { type: 'boolean', default: false },
+            'hu-window': { type: 'string' },
+            f16: { type: 'boolean', default: false },
+          },
+        });
+        for (const f of ['weights', 'input', 'out'] as const) if (!values[f]) throw new Error(`--${f} is required\n\n${USAGE}`);
+        const merge = values.merging as MergeOrder;
+        if (!(merge in MERGE_ORDERS)) throw new Error(`--merging ${merge}: expected one of ${Object.keys(MERGE_ORDERS).join(', ')}`);
+        if (values['use-v2'] && values['no-use-v2']) throw new Error('--use-v2 and --no-use-v2 contradict each other');
+        const useV2 = values['use-v2'] ? true : values['no-use-v2'] ? false : undefined;
+        return await withRuntime(false, async (rt) => {
+          await runFeatures(rt, {
+            weights: values.weights!,
+            input: values.input!,
+            out: values.out!,
+            merge,
+            useV2,
+            normalize: !values['no-normalize'],
+            huWindow: values['hu-window'] ? parseHuWindow(values['hu-window']) : undefined,
+            f16: values.f16,
+          });
+          return 0;
+        });
       }
       case 'bench': {
         const { values } = parseArgs({
