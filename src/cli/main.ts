@@ -6,6 +6,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runBench } from '../../kernels-bench/main.js';
+import { runAttentionBench } from '../../kernels-bench/attention.js';
+import { benchModel } from '../../kernels-bench/models.js';
+import { preset } from '../models/swin3d/config.js';
 import { fmtBytes } from '../gpu/errors.js';
 import { Runtime } from '../gpu/runtime.js';
 import { MATMUL_VARIANTS, type MatmulVariant } from '../ops/matmul.js';
@@ -30,6 +33,10 @@ commands:
         [--variants regblock,tiled] [--out DIR] [--budget-ms MS] [--sweep]
                              peaks, then matmul for reef's variants, the naive kernel and peer engines;
                              --sweep times each variant's tile configurations instead
+  bench --attention [--side 96] [--reps 3]
+                             stage-1 window attention (fs 48): fused vs materialised, time and peak memory
+  bench --models [--side 96] [--reps 2] [--model swin-b,coralbay-b] [--no-backward]
+                             whole-model forward and forward+backward on one crop, with peak memory
 
 environment: REEF_PROFILE=1 profiles every dispatch; REEF_MATMUL=naive|regblock|tiled forces a matmul variant;
 REEF_DAWN_FLAGS adds Dawn toggles; REEF_POLL_BACKOFF=0 turns off back-off polling under Node.`;
@@ -134,8 +141,31 @@ export async function main(argv: string[]): Promise<number> {
             out: { type: 'string' },
             'budget-ms': { type: 'string' },
             sweep: { type: 'boolean', default: false },
+            attention: { type: 'boolean', default: false },
+            models: { type: 'boolean', default: false },
+            model: { type: 'string', default: 'swin-b,coralbay-b' },
+            side: { type: 'string', default: '96' },
+            reps: { type: 'string' },
+            'no-backward': { type: 'boolean', default: false },
           },
         });
+        if (values.attention || values.models) {
+          const side = Number(values.side);
+          return await withRuntime(false, async (rt) => {
+            console.log(`adapter: ${rt.describe()}\ndate: ${new Date().toISOString()}`);
+            if (values.attention) {
+              await runAttentionBench(rt, { side, reps: values.reps ? Number(values.reps) : 3, backward: !values['no-backward'] });
+            }
+            if (values.models) {
+              for (const name of listOf(values.model) ?? []) {
+                const cfg = preset(name);
+                console.log(`\n${name} on 1×1×${side}³`);
+                await benchModel(rt, cfg, [side, side, side], { backward: !values['no-backward'], reps: values.reps ? Number(values.reps) : 2 });
+              }
+            }
+            return 0;
+          });
+        }
         const variants = listOf(values.variants) as MatmulVariant[] | undefined;
         for (const v of variants ?? []) if (!MATMUL_VARIANTS.includes(v)) throw new Error(`unknown variant '${v}' (have ${MATMUL_VARIANTS.join(', ')})`);
         const sizes = listOf(values.sizes)?.map(Number) ?? (values.quick ? [256, 512, 1024] : undefined);
