@@ -82,17 +82,23 @@ export function swinViTForward(x: Tensor, W: WeightLookup, cfg: SwinViTOptions):
   const out = (t: Tensor) => (cfg.normalize === false ? reshape(t, t.shape) : layerNorm(t));
   let h = patchEmbed3d(x, P('patch_embed.proj.weight'), P('patch_embed.proj.bias'), cfg.patch ?? 2);
   const hidden = [out(h)];
-  cfg.depths.forEach((depth, i) => {
-    if (cfg.useV2) {
-      const conv = channelsFirst(h, (cf) => unetResBlock(cf, P, `layers${i + 1}c.0.layer.`));
+  try {
+    cfg.depths.forEach((depth, i) => {
+      if (cfg.useV2) {
+        const conv = channelsFirst(h, (cf) => unetResBlock(cf, P, `layers${i + 1}c.0.layer.`));
+        h.dispose();
+        h = conv;
+      }
+      const next = swinStage(h, P, `layers${i + 1}.0`, depth, cfg.heads[i]!, cfg);
       h.dispose();
-      h = conv;
-    }
-    const next = swinStage(h, P, `layers${i + 1}.0`, depth, cfg.heads[i]!, cfg);
+      h = next;
+      hidden.push(out(h));
+    });
+  } catch (e) {
+    for (const t of hidden) t.dispose();
+    throw e;
+  } finally {
     h.dispose();
-    h = next;
-    hidden.push(out(h));
-  });
-  h.dispose();
+  }
   return hidden;
 }
