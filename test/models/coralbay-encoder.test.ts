@@ -17,7 +17,7 @@ import { coralBayEncoder, ENCODER_INPUTS, ENCODER_PREFIXES, spatialMean } from '
 import { projOut, swinViTEmbed, swinViTLayer } from '../ref/swin';
 import { conv3dSame, toChannelsFirst, unetResBlock } from '../ref/unet';
 import { randnT } from '../support/compare';
-import { balancedDirection, directionalError, directionalTerms, disposeAll, hostWeights, lookup, perturbed, relStats, scaledDirection, uploadWeights } from '../support/model-weights';
+import { balancedDirection, directionalError, directionalTerms, disposeAll, hostWeights, lookup, perturbed, relStats, scaledDirection, uploadWeights, readGrads } from '../support/model-weights';
 import type { Vec3 } from '../../src/models/swin3d/window-geometry';
 import { testRuntime } from '../support/runtime';
 
@@ -215,12 +215,7 @@ describe('CoralBay encoder gradients on the GPU vs finite differences of the flo
     const loss = tidy(() => add(sum(mul(out.embedding, wet)), sum(mul(out.maps[4]!, w3t))));
     const gpuLoss = await loss.item();
     backward(loss);
-    const grads = new Map<string, Float32Array>();
-    for (const [name, p] of W) {
-      expect(p.grad, `gradient of ${name}`).not.toBeNull();
-      grads.set(name, await p.grad!.read());
-    }
-    grads.set('input', await xt.grad!.read());
+    const grads = await readGrads(W, xt);
     const tGpu = performance.now() - t;
 
     t = performance.now();

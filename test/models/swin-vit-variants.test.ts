@@ -16,7 +16,7 @@ import { swinViTForward } from '../../src/models/swin3d/swin-vit';
 import { arr, makeRng, type Arr } from '../ref/array';
 import { projOut, swinViT as refSwinViT, swinViTEmbed, swinViTLayer } from '../ref/swin';
 import { randnT } from '../support/compare';
-import { balancedDirection, directionalError, directionalTerms, disposeAll, hostWeights, lookup, perturbed, relStats, scaledDirection, uploadWeights } from '../support/model-weights';
+import { balancedDirection, directionalError, directionalTerms, disposeAll, hostWeights, lookup, perturbed, relStats, scaledDirection, uploadWeights, readGrads } from '../support/model-weights';
 import { testRuntime } from '../support/runtime';
 
 let rt: Runtime;
@@ -142,12 +142,7 @@ describe('SwinViT (use_v2) gradients on the GPU vs finite differences of the flo
     const loss = tidy(() => hidden.map((h, i) => sum(mul(h, wts[i]!))).reduce((a, b) => add(a, b)));
     const gpuLoss = await loss.item();
     backward(loss);
-    const grads = new Map<string, Float32Array>();
-    for (const [name, p] of W) {
-      expect(p.grad, `gradient of ${name}`).not.toBeNull();
-      grads.set(name, await p.grad!.read());
-    }
-    grads.set('input', await xt.grad!.read());
+    const grads = await readGrads(W, xt);
     const tGpu = performance.now() - t;
     expect(Math.abs(gpuLoss - L0)).toBeLessThan(1e-5 * Math.abs(L0) + 1e-4);
 

@@ -31,57 +31,41 @@ const CE_GRAD = 2e-6;
 const LN_SHAPES: number[][] = [[1, 1], [1, 3], [5, 7], [3, 17], [2, 64], [7, 65], [130, 33], [3, 5, 127], [65, 300], [256, 384], [70001, 8]]; // the last: more rows than one grid dimension holds
 
 describe('layerNorm', () => {
-  LN_SHAPES.forEach((shape, i) => {
+  // An offset of 3 (std 2): the two-pass mean/variance must not lose it. The error grows like
+  // |mean|/std of a row (f32 rounding of x − mean, amplified by 1/σ); with 70001 rows some rows
+  // would have a tiny sample σ, so tall cases are zero-mean.
+  async function affineCase(shape: number[], seed: number, op: string): Promise<void> {
     const C = shape[shape.length - 1]!;
-    it(`affine [${shape}]`, async () => {
-      const rng = makeRng(100 + i);
-      // An offset of 3 (std 2): the two-pass mean/variance must not lose it. The error grows like
-      // |mean|/std of a row (f32 rounding of x − mean, amplified by 1/σ); with 70001 rows some
-      // rows would have a tiny sample σ, so that case is zero-mean.
-      const offset = shape[0]! > 1000 ? 0 : 3;
-      const x = randnT(shape, rng, 2);
-      for (let k = 0; k < x.data.length; k++) x.data[k] = Math.fround(x.data[k]! + offset);
-      await checkOp(rt, {
-        op: 'layerNorm',
-        inputs: [x, randnT([C], rng, 1), randnT([C], rng, 1)],
-        names: ['x', 'weight', 'bias'],
-        rng,
-        gpu: ([t, w, b]) => layerNorm(t!, w!, b!, 1e-5),
-        ref: ([rx, rw, rb]) => R.layerNorm(rx!, rw!, rb!, 1e-5),
-        vjp: ([rx, rw, rb], g) => {
-          const r = G.layerNormBackward(rx!, rw!, rb!, g, 1e-5);
-          return [r.dx, r.dw, r.db];
-        },
-        bound: LN_FWD,
-        gradBound: [LN_DX, LN_DPARAM, LN_DPARAM],
-      });
+    const rng = makeRng(seed);
+    const offset = shape[0]! > 1000 ? 0 : 3;
+    const x = randnT(shape, rng, 2);
+    for (let k = 0; k < x.data.length; k++) x.data[k] = Math.fround(x.data[k]! + offset);
+    await checkOp(rt, {
+      op,
+      inputs: [x, randnT([C], rng, 1), randnT([C], rng, 1)],
+      names: ['x', 'weight', 'bias'],
+      rng,
+      gpu: ([t, w, b]) => layerNorm(t!, w!, b!, 1e-5),
+      ref: ([rx, rw, rb]) => R.layerNorm(rx!, rw!, rb!, 1e-5),
+      vjp: ([rx, rw, rb], g) => {
+        const r = G.layerNormBackward(rx!, rw!, rb!, g, 1e-5);
+        return [r.dx, r.dw, r.db];
+      },
+      bound: LN_FWD,
+      gradBound: [LN_DX, LN_DPARAM, LN_DPARAM],
     });
+  }
+
+  LN_SHAPES.forEach((shape, i) => {
+    it(`affine [${shape}]`, () => affineCase(shape, 100 + i, 'layerNorm'));
   });
 
   // The one-row-per-invocation kernels (CPU adapters) on every shape, forced through REEF_LAYERNORM.
   [[1, 3], [130, 33], [65, 300], [3000, 48], [70001, 8]].forEach((shape, i) => {
-    const C = shape[shape.length - 1]!;
     it(`affine [${shape}], one row per invocation`, async () => {
-      const rng = makeRng(400 + i);
       process.env.REEF_LAYERNORM = 'rows';
       try {
-        const offset = shape[0]! > 1000 ? 0 : 3;
-        const x = randnT(shape, rng, 2);
-        for (let k = 0; k < x.data.length; k++) x.data[k] = Math.fround(x.data[k]! + offset);
-        await checkOp(rt, {
-          op: 'layerNorm (row per invocation)',
-          inputs: [x, randnT([C], rng, 1), randnT([C], rng, 1)],
-          names: ['x', 'weight', 'bias'],
-          rng,
-          gpu: ([t, w, b]) => layerNorm(t!, w!, b!, 1e-5),
-          ref: ([rx, rw, rb]) => R.layerNorm(rx!, rw!, rb!, 1e-5),
-          vjp: ([rx, rw, rb], g) => {
-            const r = G.layerNormBackward(rx!, rw!, rb!, g, 1e-5);
-            return [r.dx, r.dw, r.db];
-          },
-          bound: LN_FWD,
-          gradBound: [LN_DX, LN_DPARAM, LN_DPARAM],
-        });
+        await affineCase(shape, 400 + i, 'layerNorm (row per invocation)');
       } finally {
         delete process.env.REEF_LAYERNORM;
       }

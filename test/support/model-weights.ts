@@ -5,6 +5,7 @@
  * sides start from identical numbers. Also the finite-difference helpers the model gradient tests
  * share.
  */
+import { expect } from 'vitest';
 import { arr, type Arr, type Rng } from '../ref/array';
 import { initValues } from '../../src/models/swin3d/init';
 import { makeRng } from '../../src/tensor/create';
@@ -137,4 +138,15 @@ export function directionalTerms(grads: Map<string, ArrayLike<number>>, dir: Map
 export function directionalError(gpu: { value: number; scale: number }, fd: number): number {
   const d = Math.abs(gpu.value - fd);
   return d === 0 ? 0 : d / Math.max(Math.abs(fd), gpu.scale);
+}
+
+/** Every parameter's gradient (asserting it exists) and the input's, read back from the GPU. */
+export async function readGrads(params: Map<string, Tensor>, input: Tensor): Promise<Map<string, Float32Array>> {
+  const grads = new Map<string, Float32Array>();
+  for (const [name, p] of params) {
+    expect(p.grad, `gradient of ${name}`).not.toBeNull();
+    grads.set(name, await p.grad!.read());
+  }
+  grads.set('input', await input.grad!.read());
+  return grads;
 }
