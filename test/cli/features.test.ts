@@ -1,6 +1,7 @@
 /**
  * `reef features` end to end, in process: NIfTI in, checkpoint in, safetensors out.
- * - The swin-tiny fixture: the written hidden states against PyTorch's (≤ 1e-4 relative; ~1e-6 seen).
+ * - The swin-tiny fixture: the written hidden states against PyTorch's (≤ 1e-4 relative; ~1e-6 seen),
+ *   and with --f16 (≤ 5e-3; ~1.5e-3 seen).
  * - A CoralBay encoder checkpoint (random weights, DataParallel + eva key prefixes, fc1/fc2 names):
  *   every output present with MONAI's shapes, equal to a direct forward of the same weights, the
  *   HU window applied.
@@ -84,6 +85,22 @@ describe('reef features', () => {
     }
     expect(JSON.parse(got.metadata!.config!).kind).toBe('swin-vit');
     expect(rt.memory().inUse).toBe(before);
+  });
+
+  it.skipIf(!has)('swin-tiny fixture in f16 (where the adapter has shader-f16): within f16 rounding of PyTorch', async () => {
+    if (!rt.caps.f16) {
+      console.log('f16 features test: skipped, this adapter has no shader-f16');
+      return;
+    }
+    const out = join(tmp, 'tiny-f16.safetensors');
+    await runFeatures(rt, { weights: `${dir}/weights.safetensors`, input: `${dir}/input.nii`, out, f16: true, log: quiet });
+    const got = await readAll(out);
+    const ref = await readAll(`${dir}/hidden.safetensors`);
+    for (const [name, r] of ref.tensors) {
+      const err = maxRelError(got.tensors.get(name)!.data, r.data);
+      console.log(`reef features --f16 ${name}: max rel error ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(5e-3);  // measured ≤ 1.6e-3: f16 storage, f32 accumulation
+    }
   });
 
   it('CoralBay encoder checkpoint: every output, equal to a direct forward, HU window applied', async () => {
