@@ -27,13 +27,12 @@ export interface ModelRow {
 
 /** Runs the model once; returns every output tensor (caller disposes). */
 function runModel(cfg: ModelConfig, x: Tensor, W: (n: string) => Tensor): Tensor[] {
-  const opts = { depths: cfg.depths, heads: cfg.heads, window: cfg.window, patch: cfg.patch, merge: cfg.merge, useV2: cfg.useV2, normalize: cfg.normalize };
   if (cfg.kind === 'coralbay-encoder') {
-    const o = coralBayEncoderForward(x, W, opts);
+    const o = coralBayEncoderForward(x, W, cfg);
     // hs3 is both hidden[3] and maps[4]: one handle.
     return [...o.hidden, ...o.maps.filter((_, i) => i !== 4), o.embedding];
   }
-  return swinViTForward(x, W, opts);
+  return swinViTForward(x, W, cfg);
 }
 
 export async function benchModel(rt: Runtime, cfg: ModelConfig, side: readonly [number, number, number], o: { backward?: boolean; reps?: number; log?: (l: string) => void } = {}): Promise<ModelRow[]> {

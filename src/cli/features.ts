@@ -66,17 +66,16 @@ export async function runFeatures(rt: Runtime, o: FeaturesOptions): Promise<void
     if (cfg.inChannels !== 1) throw new ReefError(`${o.weights}: the model takes ${cfg.inChannels} input channels, a NIfTI volume gives 1`);
     x = tensor(rt, data, [1, 1, ...vol.shape], { dtype });
     t = performance.now();
-    const opts = { depths: cfg.depths, heads: cfg.heads, window: cfg.window, patch: cfg.patch, merge: cfg.merge, useV2: cfg.useV2, normalize: cfg.normalize };
     const input = x;
     noGrad(() => {
       if (cfg.kind === 'coralbay-encoder') {
-        const r = coralBayEncoderForward(input, loaded.lookup, opts);
+        const r = coralBayEncoderForward(input, loaded.lookup, cfg);
         r.hidden.forEach((h, i) => outputs.push({ name: `hidden_states.${i}`, t: h }));
         // maps[4] is hidden_states.3 itself.
         (['enc0', 'enc1', 'enc2', 'enc3', 'dec4'] as const).forEach((name, i) => outputs.push({ name, t: r.maps[i === 4 ? 5 : i]! }));
         outputs.push({ name: 'embedding', t: r.embedding });
       } else {
-        for (const [i, h] of swinViTForward(input, loaded.lookup, opts).entries()) {
+        for (const [i, h] of swinViTForward(input, loaded.lookup, cfg).entries()) {
           outputs.push({ name: `hidden_states.${i}`, t: permute(h, [0, 4, 1, 2, 3]) });
           h.dispose();
         }

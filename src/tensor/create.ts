@@ -43,11 +43,8 @@ export function makeRng(seed: number): () => number {
   };
 }
 
-/** Normal samples N(0, std²) drawn on the host from `seed`, uploaded. */
-export function randn(rt: Runtime, shape: readonly number[], opts: TensorOptions & { seed?: number; std?: number } = {}): Tensor {
-  const rng = makeRng(opts.seed ?? 1);
-  const std = opts.std ?? 1;
-  const n = numel(shape);
+/** n normal samples N(0, std²) from `rng` (Box–Muller, two per pair of draws). */
+export function normalSamples(n: number, rng: () => number, std = 1): Float32Array {
   const data = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
     const u1 = Math.max(rng(), 1e-12);
@@ -56,5 +53,10 @@ export function randn(rt: Runtime, shape: readonly number[], opts: TensorOptions
     data[i] = r * Math.cos(2 * Math.PI * u2);
     if (i + 1 < n) data[i + 1] = r * Math.sin(2 * Math.PI * u2);
   }
-  return tensor(rt, data, shape, opts);
+  return data;
+}
+
+/** Normal samples N(0, std²) drawn on the host from `seed`, uploaded. */
+export function randn(rt: Runtime, shape: readonly number[], opts: TensorOptions & { seed?: number; std?: number } = {}): Tensor {
+  return tensor(rt, normalSamples(numel(shape), makeRng(opts.seed ?? 1), opts.std ?? 1), shape, opts);
 }

@@ -4,24 +4,13 @@
  * benchmarks, tests and a fresh pre-training run; drawn on the host from a seed, so reproducible.
  */
 import type { Runtime } from '../../gpu/runtime.js';
-import { makeRng, tensor } from '../../tensor/create.js';
+import { makeRng, normalSamples, tensor } from '../../tensor/create.js';
 import type { Tensor } from '../../tensor/tensor.js';
-
-function normals(n: number, rng: () => number): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(Math.max(rng(), 1e-12)));
-    const a = 2 * Math.PI * rng();
-    out[i] = r * Math.cos(a);
-    if (i + 1 < n) out[i + 1] = r * Math.sin(a);
-  }
-  return out;
-}
 
 /** Host values for one parameter. */
 export function initValues(name: string, shape: readonly number[], rng: () => number): Float32Array {
   const n = shape.reduce((a, b) => a * b, 1);
-  const z = normals(n, rng);
+  const z = normalSamples(n, rng);
   const isNormWeight = /norm\d*\.weight$/.test(name);
   if (isNormWeight) return z.map((v) => 1 + 0.1 * v);
   if (name.endsWith('.bias') || name.endsWith('relative_position_bias_table')) return z.map((v) => 0.02 * v);
