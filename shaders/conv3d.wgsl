@@ -42,6 +42,13 @@ struct Params {
   chunks: u32,                 // number of chunks (sum_chunks)
   total: u32,                  // elements of dW (sum_chunks)
   t0x: u32, t0y: u32, t0z: u32,  // first tile of this dispatch per grid dimension (split grids)
+  // forward / backward_input, where tensors over the binding limit are bound in pieces: element
+  // offsets of the piece inside each bound range, per-batch strides, weight strides (n, c), and
+  // whether the piece adds to dst (a later block of reduction channels) or writes it.
+  srcOff: u32, srcBatch: u32,
+  dstOff: u32, dstBatch: u32,
+  wOff: u32, wStepN: u32, wStepC: u32,
+  accumulate: u32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<T>;
@@ -71,14 +78,12 @@ fn conv(wid: vec3u, lane: u32, flip: bool) {
     ow[r] = i32(s % p.OW);
     oh[r] = i32((s / p.OW) % p.OH);
     od[r] = i32(s / (p.OW * p.OH));
-    base[r] = b * p.CR * IS;
+    base[r] = p.srcOff + b * p.srcBatch;
   }
   // Weight element (n, c, tap) of this GEMM: forward weight[n, c, tap], backward_input
-  // weight[c, n, KK − 1 − tap].
-  let wStepC = select(KK, p.NO * KK, flip);
-  let wStepN = select(p.CR * KK, KK, flip);
+  // weight[c, n, KK − 1 − tap] (the strides say which).
   var wn: array<u32, TN>;
-  for (var j = 0u; j < TN; j++) { wn[j] = min(n0 + j, p.NO - 1u) * wStepN; }
+  for (var j = 0u; j < TN; j++) { wn[j] = p.wOff + min(n0 + j, p.NO - 1u) * p.wStepN; }
 
   var acc: array<array<f32, TN>, TM>;
   for (var tap = 0u; tap < KK; tap++) {
@@ -99,7 +104,7 @@ fn conv(wid: vec3u, lane: u32, flip: bool) {
     for (var c = 0u; c < p.CR; c++) {
       var a: array<f32, TM>;
       for (var r = 0u; r < TM; r++) { a[r] = select(0.0, f32(src[off[r] + c * IS]), ok[r]); }
-      let wc = c * wStepC + wt;
+      let wc = c * p.wStepC + wt;
       for (var j = 0u; j < TN; j++) {
         let wv = f32(weight[wn[j] + wc]);
         for (var r = 0u; r < TM; r++) { acc[r][j] = fma(a[r], wv, acc[r][j]); }
@@ -114,9 +119,54 @@ fn conv(wid: vec3u, lane: u32, flip: bool) {
     let s = m % OS;
     for (var j = 0u; j < TN; j++) {
       let n = n0 + j;
-      if (n < p.NO) { dst[(b * p.NO + n) * OS + s] = T(acc[r][j]); }
+      if (n >= p.NO) { continue; }
+      let i = p.dstOff + b * p.dstBatch + n * OS + s;
+      if (p.accumulate != 0u) { dst[i] = T(f32(dst[i]) + acc[r][j]); } else { dst[i] = T(acc[r][j]); }
     }
   }
+}
+
+// Few output positions (the /32 maps of a 96³ crop are 3³; of a 32³ crop 1³): the wide GEMM above
+// would leave most lanes idle and load every weight once per lane. Here the lanes run along the
+// output channels and a workgroup shares one position, so a tap that falls outside the volume is
+// skipped by the whole workgroup (26 of 27 at 1³), and every weight is loaded once.
+fn convNarrow(wid: vec3u, lane: u32, flip: bool) {
+  let IS = p.ID * p.IH * p.IW;
+  let OS = p.OD * p.OH * p.OW;
+  let m = wid.x + p.t0x;
+  let n = (wid.y + p.t0y) * WG + lane;
+  let b = m / OS;
+  let s = m % OS;
+  let ow = i32(s % p.OW);
+  let oh = i32((s / p.OW) % p.OH);
+  let od = i32(s / (p.OW * p.OH));
+  let base = p.srcOff + b * p.srcBatch;
+  let wRow = p.wOff + min(n, p.NO - 1u) * p.wStepN;
+  var acc = 0.0;
+  for (var tap = 0u; tap < KK; tap++) {
+    let d = od + i32(tap / (KS * KS)) - p.PAD;
+    let h = oh + i32((tap / KS) % KS) - p.PAD;
+    let w = ow + i32(tap % KS) - p.PAD;
+    if (d < 0 || d >= i32(p.ID) || h < 0 || h >= i32(p.IH) || w < 0 || w >= i32(p.IW)) { continue; }
+    let off = base + u32((d * i32(p.IH) + h) * i32(p.IW) + w);
+    let wt = wRow + select(tap, KK - 1u - tap, flip);
+    for (var c = 0u; c < p.CR; c++) {
+      acc = fma(f32(src[off + c * IS]), f32(weight[wt + c * p.wStepC]), acc);
+    }
+  }
+  if (n >= p.NO) { return; }
+  let i = p.dstOff + b * p.dstBatch + n * OS + s;
+  if (p.accumulate != 0u) { dst[i] = T(f32(dst[i]) + acc); } else { dst[i] = T(acc); }
+}
+
+@compute @workgroup_size(WG)
+fn forward_narrow(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  convNarrow(wid, lid.x, false);
+}
+
+@compute @workgroup_size(WG)
+fn backward_input_narrow(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  convNarrow(wid, lid.x, true);
 }
 
 @compute @workgroup_size(WG)

@@ -11,6 +11,7 @@ struct Params {
   M: u32, N: u32, K: u32,
   strideA: u32, strideB: u32, strideC: u32,  // per-batch element strides (0: shared across the batch)
   rowTile0: u32,  // first row tile of this dispatch (tall outputs take several dispatches)
+  ldc: u32,       // row stride of c: N, or more when c is a column block of a wider matrix
 }
 
 @group(0) @binding(0) var<storage, read> a: array<T>;
@@ -35,5 +36,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     acc = fma(f32(av), f32(bv), acc);
   }
   if (HAS_BIAS) { acc += f32(bias[n]); }
-  c[gid.z * p.strideC + m * p.N + n] = T(acc);
+  c[gid.z * p.strideC + m * p.ldc + n] = T(acc);
 }

@@ -23,6 +23,7 @@ struct Params {
   M: u32, N: u32, K: u32,
   strideA: u32, strideB: u32, strideC: u32,
   rowTile0: u32,  // first row tile of this dispatch (tall outputs take several dispatches)
+  ldc: u32,       // row stride of c: N, or more when c is a column block of a wider matrix
 }
 
 @group(0) @binding(0) var<storage, read> a: array<T>;
@@ -88,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     if (HAS_BIAS) { bn = f32(bias[n]); }
     for (var r = 0u; r < TM; r++) {
       let m = row0 + ty + r * WY;
-      if (m < p.M) { c[cBase + m * p.N + n] = T(acc[r][j] + bn); }
+      if (m < p.M) { c[cBase + m * p.ldc + n] = T(acc[r][j] + bn); }
     }
   }
 }

@@ -20,6 +20,8 @@ export interface Caps {
   maxInvocationsPerWorkgroup: number;
   maxWorkgroupsPerDimension: number;
   maxStorageBufferBindingSize: number;
+  /** Byte alignment of a storage binding's offset: where a tensor bound in pieces may be cut. */
+  minStorageBufferOffsetAlignment: number;
   maxBufferSize: number;
 }
 
@@ -51,6 +53,7 @@ export function readCaps(info: InfoLike, features: ReadonlySet<string>, limits: 
     maxInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
     maxWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
     maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+    minStorageBufferOffsetAlignment: limits.minStorageBufferOffsetAlignment ?? 256,
     maxBufferSize: limits.maxBufferSize,
   };
 }

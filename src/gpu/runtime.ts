@@ -28,6 +28,9 @@ export interface RuntimeOptions {
    * exercise the paths that split large problems over several dispatches at small sizes.
    */
   maxWorkgroupsPerDimension?: number;
+  /** Bind at most this many bytes per storage binding (below the adapter's limit), so tests can
+   * exercise the ops that bind large tensors in pieces at small sizes. */
+  maxStorageBufferBindingSize?: number;
   host?: Host;
 }
 
@@ -104,8 +107,11 @@ export class Runtime {
     const profile = options.profile ?? env('REEF_PROFILE') === '1';
     const maxBatch = options.maxBatch ?? Number(env('REEF_MAX_BATCH') ?? 256);
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new ReefError(`maxBatch (REEF_MAX_BATCH) must be a positive integer, got ${maxBatch}`);
-    const limitCaps = (caps: Caps): Caps =>
-      options.maxWorkgroupsPerDimension ? { ...caps, maxWorkgroupsPerDimension: Math.min(caps.maxWorkgroupsPerDimension, options.maxWorkgroupsPerDimension) } : caps;
+    const limitCaps = (caps: Caps): Caps => ({
+      ...caps,
+      maxWorkgroupsPerDimension: Math.min(caps.maxWorkgroupsPerDimension, options.maxWorkgroupsPerDimension ?? Infinity),
+      maxStorageBufferBindingSize: Math.min(caps.maxStorageBufferBindingSize, options.maxStorageBufferBindingSize ?? Infinity),
+    });
     if (options.device) {
       const d = options.device;
       const caps = readCaps(d.adapterInfo ?? {}, d.features as ReadonlySet<string>, d.limits);

@@ -10,7 +10,8 @@
  * same kernel on dy with the flipped, transposed weights over K = Co·k³, and dW[Co, Ci·k³] as
  * partial sums over fixed chunks of B·D'H'W' added in a fixed order (bitwise deterministic).
  * One register-blocked kernel without workgroup memory serves CPU adapters and GPUs; its tiles are
- * chosen per adapter and shape in `planConv3d`.
+ * chosen per adapter and shape in `planConv3d`. Maps of at most 32 positions (the /32 level) use
+ * `_narrow` entries with lanes over channels; tensors over the binding limit are bound in pieces.
  */
 import code from '../../shaders/conv3d.wgsl';
 import type { KernelKey, ShaderFile } from '../gpu/kernel.js';
@@ -20,6 +21,7 @@ import { ReefError } from '../gpu/errors.js';
 import { empty } from '../tensor/create.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
+import { bindRange } from './binding-range.js';
 import { grid1d } from './geometry.js';
 
 export const CONV3D: ShaderFile = { name: 'conv3d', code };
@@ -36,6 +38,8 @@ const TJ = 4; // dW columns (ci, tap) per invocation
 /** dW partial sums: at least this many positions per chunk of M, and at most this many chunks. */
 const MIN_CHUNK = 1024;
 const MAX_CHUNKS = 64;
+/** Up to this many output positions, forward and dx run the `_narrow` entries (lanes over channels). */
+const NARROW_MAX_POSITIONS = 32;
 
 export interface Conv3dPlan {
   /** Output channels per workgroup of the forward/dx GEMM (TN) and of the dW GEMM (TC). */
@@ -97,6 +101,14 @@ function params(d: Dims, CR: number, NO: number, src: readonly number[], dst: re
     t0x: 0,
     t0y: 0,
     t0z: 0,
+    srcOff: 0,
+    srcBatch: 0,
+    dstOff: 0,
+    dstBatch: 0,
+    wOff: 0,
+    wStepN: 0,
+    wStepC: 0,
+    accumulate: 0,
   };
 }
 
@@ -124,17 +136,60 @@ function dispatchTiles(rt: Runtime, kernel: KernelKey, buffers: DispatchCall['bu
   }
 }
 
-/** forward (src = x) or backward_input (src = dy): dst[B, NO, dstVol] from src[B, CR, srcVol]. */
+/**
+ * forward (src = x) or backward_input (src = dy): dst[B, NO, dstVol] from src[B, CR, srcVol].
+ * Tensors over the adapter's maxStorageBufferBindingSize (coralbay-h's 3072→3072 weights are 1 GB)
+ * are bound in pieces: per batch element, blocks of output channels × blocks of reduction channels,
+ * the later reduction blocks adding to dst in a fixed order.
+ */
 function convGemm(entry: 'forward' | 'backward_input', src: Tensor, weight: Tensor, dst: Tensor, d: Dims, CR: number, NO: number, srcVol: readonly number[], dstVol: readonly number[], pad: number): void {
   const rt = src.rt;
+  const flip = entry === 'backward_input';
   const plan = planConv3d(rt, NO);
-  const p = params(d, CR, NO, srcVol, dstVol, pad);
-  const kernel: KernelKey = { shader: CONV3D, entry, elem: src.dtype, consts: { KS: d.k, WG, TM, TN: plan.tn } };
-  const bytes = BYTES_PER_ELEMENT[src.dtype] * (src.size + weight.size + dst.size);
-  dispatchTiles(rt, kernel, { src: src.buffer, weight: weight.buffer, dst: dst.buffer }, p, [Math.ceil(p.M / (WG * TM)), Math.ceil(NO / plan.tn), 1], {
-    flops: 2 * p.M * NO * CR * d.k ** 3,
-    bytes,
-  });
+  const KK = d.k ** 3;
+  const IS = srcVol[0]! * srcVol[1]! * srcVol[2]!;
+  const OS = dstVol[0]! * dstVol[1]! * dstVol[2]!;
+  // weight (n, c) strides: forward weight[n, c, tap], backward_input weight[c, n, KK − 1 − tap].
+  const wStepN = flip ? KK : CR * KK;
+  const wStepC = flip ? NO * KK : KK;
+  const M = d.B * OS;
+  const narrow = M <= NARROW_MAX_POSITIONS;
+  const kernel: KernelKey = { shader: CONV3D, entry: narrow ? `${entry}_narrow` : entry, elem: src.dtype, consts: { KS: d.k, WG, TM, TN: plan.tn } };
+  const E = BYTES_PER_ELEMENT[src.dtype];
+  const limit = rt.caps.maxStorageBufferBindingSize;
+  const run = (p: ReturnType<typeof params>, buffers: DispatchCall['buffers'], nCount: number, cCount: number, M: number) =>
+    dispatchTiles(rt, kernel, buffers, p, narrow ? [M, Math.ceil(nCount / WG), 1] : [Math.ceil(M / (WG * TM)), Math.ceil(nCount / plan.tn), 1], {
+      flops: 2 * M * nCount * cCount * KK,
+      bytes: E * ((M / OS) * (cCount * IS + nCount * OS) + nCount * cCount * KK),
+    });
+  const base = { ...params(d, CR, NO, srcVol, dstVol, pad), srcBatch: CR * IS, dstBatch: NO * OS, wStepN, wStepC };
+  if (Math.max(src.size, weight.size, dst.size) * E <= limit) {
+    run(base, { src: src.buffer, weight: weight.buffer, dst: dst.buffer }, NO, CR, base.M);
+    return;
+  }
+  const room = limit - rt.caps.minStorageBufferOffsetAlignment; // a piece's range starts up to one alignment before its first element
+  // Channels per piece: the weight rows a piece binds run over the whole other channel axis.
+  const nPer = Math.min(NO, Math.floor(room / (OS * E)), flip ? NO : Math.floor(room / (CR * KK * E)));
+  const cPer = Math.min(CR, Math.floor(room / (IS * E)), flip ? Math.floor(room / (NO * KK * E)) : CR);
+  if (nPer < 1 || cPer < 1) {
+    throw new ReefError(`conv3d ${src.describe()} · ${weight.describe()}: one channel of it does not fit a storage binding of ${limit} bytes (the adapter's maxStorageBufferBindingSize)`);
+  }
+  const nStep = nPer >= plan.tn ? nPer - (nPer % plan.tn) : nPer;
+  for (let b = 0; b < d.B; b++) {
+    for (let n0 = 0; n0 < NO; n0 += nStep) {
+      const nCount = Math.min(nStep, NO - n0);
+      const out = bindRange(dst, (b * NO + n0) * OS, (b * NO + n0 + nCount) * OS);
+      for (let c0 = 0; c0 < CR; c0 += cPer) {
+        const cCount = Math.min(cPer, CR - c0);
+        const input = bindRange(src, (b * CR + c0) * IS, (b * CR + c0 + cCount) * IS);
+        const w = flip
+          ? bindRange(weight, c0 * NO * KK + n0 * KK, (c0 + cCount - 1) * NO * KK + (n0 + nCount) * KK)
+          : bindRange(weight, n0 * CR * KK + c0 * KK, (n0 + nCount - 1) * CR * KK + (c0 + cCount) * KK);
+        const p = { ...base, CR: cCount, NO: nCount, M: OS, srcOff: input.offset, dstOff: out.offset, wOff: w.offset, accumulate: c0 > 0 ? 1 : 0 };
+        run(p, { src: input.slice, weight: w.slice, dst: out.slice }, nCount, cCount, OS);
+      }
+    }
+  }
 }
 
 /** dW[Co, Ci, k, k, k] = dyᵀ · A(x): partial sums per chunk of positions, then a fixed-order sum. */

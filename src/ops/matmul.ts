@@ -13,12 +13,13 @@ import regblockCode from '../../shaders/matmul_regblock.wgsl';
 import regblockVec4Code from '../../shaders/matmul_regblock_vec4.wgsl';
 import tiledCode from '../../shaders/matmul_tiled.wgsl';
 import type { KernelKey, ShaderFile } from '../gpu/kernel.js';
-import type { Runtime } from '../gpu/runtime.js';
+import type { BufferSlice, Runtime } from '../gpu/runtime.js';
 import { ReefError } from '../gpu/errors.js';
 import { empty } from '../tensor/create.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
+import { alignedCount, bindRange, lcm } from './binding-range.js';
 import { sameShape } from './geometry.js';
 import { sum } from './reduce.js';
 import { reshape } from './shape.js';
@@ -174,7 +175,6 @@ function geometry(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Geome
 
 /** Records the kernel for out = op(a)·op(b) (+ bias). No autograd. */
 function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: boolean, transB: boolean, bias: Tensor | null, variant?: MatmulVariant, consts?: Record<string, number>): void {
-  const rt = a.rt;
   let { batch, M, strideA } = g;
   // A 2-D weight shared by a batch of untransposed rows is one tall GEMM: better tiles, one dispatch.
   if (batch > 1 && g.strideB === 0 && !transA) {
@@ -184,6 +184,59 @@ function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: bo
   }
   const { N, K } = g;
   if (batch * M * N === 0) return;
+  const limit = a.rt.caps.maxStorageBufferBindingSize;
+  const bytesPer = BYTES_PER_ELEMENT[a.dtype];
+  if (Math.max(a.size, b.size, out.size) * bytesPer <= limit) {
+    gemm(a, b, out, bias, { M, N, K, batch, strideA, strideB: g.strideB, ldc: N }, transA, transB, {}, variant, consts);
+    return;
+  }
+  // Bound in pieces: blocks of rows of A and C, and blocks of rows of Bᵀ (columns of C), each
+  // piece cut where the binding offset is aligned.
+  const fail = (why: string): never => {
+    throw new ReefError(`matmul ${a.describe()} · ${b.describe()}: binding it in pieces of at most ${limit} bytes (the adapter's maxStorageBufferBindingSize): ${why}`);
+  };
+  if (batch > 1 || transA) fail('only a single (or batch-folded) GEMM with an untransposed A can be split');
+  const align = a.rt.caps.minStorageBufferOffsetAlignment;
+  const rowUnit = lcm(alignedCount(K * bytesPer, align), alignedCount(N * bytesPer, align));
+  const rowsPer = Math.floor(limit / (Math.max(K, N) * bytesPer) / rowUnit) * rowUnit;
+  if (rowsPer < 1) fail(`a block of ${rowUnit} rows does not fit`);
+  let colsPer = N;
+  if (b.size * bytesPer > limit) {
+    if (!transB) fail('a B larger than a binding must be stored transposed ([N, K], as Linear weights are)');
+    const colUnit = lcm(alignedCount(K * bytesPer, align), alignedCount(bytesPer, align));
+    colsPer = Math.floor(limit / (K * bytesPer) / colUnit) * colUnit;
+    if (colsPer < 1) fail(`a block of ${colUnit} rows of B does not fit`);
+  }
+  const slice = (t: Tensor, first: number, count: number) => bindRange(t, first, first + count).slice; // aligned by construction
+  for (let m0 = 0; m0 < M; m0 += rowsPer) {
+    const rows = Math.min(rowsPer, M - m0);
+    for (let n0 = 0; n0 < N; n0 += colsPer) {
+      const cols = Math.min(colsPer, N - n0);
+      const buffers = {
+        a: slice(a, m0 * K, rows * K),
+        b: colsPer === N ? b.buffer : slice(b, n0 * K, cols * K),
+        bias: bias ? (colsPer === N ? bias.buffer : slice(bias, n0, cols)) : undefined,
+        c: slice(out, m0 * N + n0, (rows - 1) * N + cols),
+      };
+      gemm(a, b, out, bias, { M: rows, N: cols, K, batch: 1, strideA: 0, strideB: 0, ldc: N }, transA, transB, buffers, variant, consts);
+    }
+  }
+}
+
+interface GemmShape {
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  strideA: number;
+  strideB: number;
+  ldc: number;
+}
+
+/** One GEMM over whole buffers, or over the slices given. */
+function gemm(a: Tensor, b: Tensor, out: Tensor, bias: Tensor | null, s: GemmShape, transA: boolean, transB: boolean, slices: Partial<Record<'a' | 'b' | 'bias' | 'c', BufferSlice | GPUBuffer | undefined>>, variant?: MatmulVariant, consts?: Record<string, number>): void {
+  const rt = a.rt;
+  const { M, N, K, batch } = s;
   const plan = planMatmul(rt, M, N, { transB }, variant, consts);
   const overrides: Record<string, boolean> = { TRANS_A: transA, HAS_BIAS: bias !== null };
   if (plan.shader !== 'regblock_vec4') overrides.TRANS_B = transB;
@@ -195,6 +248,10 @@ function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: bo
   if (colTiles > maxWg || batch > maxWg) {
     throw new ReefError(`matmul ${a.describe()} · ${b.describe()}: ${colTiles} column tiles or a batch of ${batch} exceed ${maxWg} workgroups per dimension`);
   }
+  const buffers = { a: slices.a ?? a.buffer, b: slices.b ?? b.buffer, bias: slices.bias ?? (bias ? bias.buffer : rt.dummy), c: slices.c ?? out.buffer };
+  const flops = 2 * batch * M * N * K;
+  const whole = !slices.a && !slices.b && !slices.c;
+  const bytes = bytesPer * (whole ? a.size + b.size + out.size : M * K + K * N + M * N);
   // Tall outputs (e.g. 4 × 117649 tokens) have more row tiles than one grid dimension holds: one
   // dispatch per chunk of rows, each told where its rows start.
   for (let rowTile0 = 0; rowTile0 < rowTiles; rowTile0 += maxWg) {
@@ -202,10 +259,10 @@ function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: bo
     const share = tiles / rowTiles;
     rt.dispatch({
       kernel: key,
-      buffers: { a: a.buffer, b: b.buffer, bias: bias ? bias.buffer : rt.dummy, c: out.buffer },
-      params: { M, N, K, strideA, strideB: g.strideB, strideC: M * N, rowTile0 },
+      buffers,
+      params: { M, N, K, strideA: s.strideA, strideB: s.strideB, strideC: M * s.ldc, rowTile0, ldc: s.ldc },
       workgroups: plan.rowsInX ? [tiles, colTiles, batch] : [colTiles, tiles, batch],
-      work: { flops: share * 2 * batch * M * N * K, bytes: share * bytesPer * (a.size + b.size + out.size) },
+      work: { flops: share * flops, bytes: share * bytes },
     });
   }
 }

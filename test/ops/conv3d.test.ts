@@ -1,7 +1,7 @@
 /**
  * conv3d (stride 1, zero padding, no bias, channels-first) on the GPU against the float64 reference
  * in test/ref/conv3d.ts: forward, dx and dW, for k = 3 and k = 1, odd sizes, a size-1 volume, one
- * input channel, a batch of two, non-default padding, dW summed over several chunks, grids split
+ * input channel, a batch of two, non-default padding, few output positions (the narrow kernels), dW summed over several chunks, grids split
  * over several dispatches, bitwise-deterministic gradients and shape errors.
  *
  * Error model: every output is a dot product of K terms accumulated in f32 by fma in a fixed order
@@ -99,6 +99,19 @@ describe('conv3d on the GPU', () => {
   cases.forEach((c, i) => {
     it(`[${c.x}]→${c.co}, k=${c.k}${c.padding !== undefined ? `, padding ${c.padding}` : ''}: forward, dx, dW`, async () => {
       await runCase(rt, c, makeRng(100 + i));
+    });
+  });
+
+  // Up to 32 output positions the forward and dx run the narrow kernels (lanes over channels).
+  const narrow: Case[] = [
+    { x: [2, 5, 2, 3, 2], co: 70, k: 3 }, // batch of two, two workgroups of channels
+    { x: [1, 3, 3, 3, 3], co: 9, k: 3, padding: 0 }, // one output position; dx (27 positions) pads 2
+    { x: [1, 4, 2, 2, 2], co: 6, k: 1 },
+    { x: [1, 66, 1, 1, 1], co: 65, k: 3 }, // a /32 map of a 32³ crop: 26 of 27 taps outside
+  ];
+  narrow.forEach((c, i) => {
+    it(`few positions (narrow kernels): [${c.x}]→${c.co}, k=${c.k}${c.padding !== undefined ? `, padding ${c.padding}` : ''}: forward, dx, dW`, async () => {
+      await runCase(rt, c, makeRng(160 + i), 'conv3d narrow');
     });
   });
 

@@ -1,0 +1,128 @@
+/**
+ * Tensors larger than the adapter's maxStorageBufferBindingSize are bound in pieces (coralbay-h's
+ * 3072→3072 conv weights are 1 GB, over lavapipe's 128 MiB and browsers' default 128 MiB). A runtime
+ * limited to 16 KiB per binding takes those paths at small sizes: matmul splits rows of A and C and
+ * rows of a transposed B; conv3d splits output and reduction channels per batch element, at piece
+ * offsets that are not aligned (the kernels get the remainder). Checked against the float64
+ * references, with gradients where the backward can be split too (conv3d dx; matmul dA with a small B).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Runtime } from '../../src/gpu/runtime';
+import { conv3d } from '../../src/ops/conv3d';
+import { backward, matmul, MATMUL_VARIANTS, ReefError } from '../../src/index';
+import { makeRng } from '../ref/array';
+import { conv3d as refConv3d, conv3dBackward } from '../ref/conv3d';
+import { matmulBackward } from '../ref/grads';
+import { matmul as refMatmul } from '../ref/ops';
+import { checkOp, expectNoLeak, printErrorTable, randnT, upload } from '../support/compare';
+
+const LIMIT = 16 * 1024;
+let rt: Runtime;
+beforeAll(async () => {
+  rt = await Runtime.create({ maxStorageBufferBindingSize: LIMIT, maxBatch: 64 });
+});
+afterAll(() => {
+  printErrorTable('bound in pieces');
+  rt.dispose();
+});
+
+describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, () => {
+  for (const variant of MATMUL_VARIANTS) {
+    it(`matmul[${variant}] 301×40 · (200×40)ᵀ + bias: A, C and B all in pieces (forward)`, async () => {
+      const rng = makeRng(301);
+      await expectNoLeak(rt, () =>
+        checkOp(rt, {
+          op: `matmul[${variant}] pieces, Bᵀ split`,
+          inputs: [randnT([301, 40], rng), randnT([200, 40], rng), randnT([200], rng)],
+          gpu: ([a, b, bias]) => matmul(a!, b!, { transB: true, bias: bias!, variant }),
+          ref: ([a, b, bias]) => refMatmul(a!, b!, { transB: true, bias: bias! }),
+          bound: 2e-6,
+          rng,
+        }),
+      );
+    });
+
+    it(`matmul[${variant}] 2×157×36 · 36×24: batch folded into rows, A and C in pieces, forward and dA`, async () => {
+      const rng = makeRng(302);
+      await expectNoLeak(rt, () =>
+        checkOp(rt, {
+          op: `matmul[${variant}] pieces, rows`,
+          inputs: [randnT([2, 157, 36], rng), randnT([36, 24], rng)],
+          names: ['a', 'b'],
+          grad: [true, false],
+          gpu: ([a, b]) => matmul(a!, b!, { variant }),
+          ref: ([a, b]) => refMatmul(a!, b!),
+          vjp: ([a, b], g) => [matmulBackward(a!, b!, g).da, undefined],
+          bound: 2e-6,
+          rng,
+        }),
+      );
+    });
+  }
+
+  it('matmul with an untransposed B over the limit: a clear error', () => {
+    const rng = makeRng(303);
+    const a = upload(rt, randnT([8, 64], rng));
+    const b = upload(rt, randnT([64, 80], rng)); // 20 KiB, stored [K, N]
+    try {
+      expect(() => matmul(a, b)).toThrow(ReefError);
+      expect(() => matmul(a, b)).toThrow(/maxStorageBufferBindingSize.*transposed/);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+
+  const convCases = [
+    // x 2·20·504 floats, weight 12·20·27: 3 reduction blocks × 2 output blocks per batch element,
+    // piece offsets of 504·4 bytes (not 256-aligned).
+    { x: [2, 20, 9, 8, 7], co: 12, k: 3 },
+    // More output than input channels; 1×1×1 kernel; odd volume.
+    { x: [1, 6, 11, 13, 9], co: 40, k: 1 },
+    // Few positions (narrow kernels): weight rows in 5 blocks forward, dx over 4 reduction blocks.
+    { x: [1, 300, 2, 2, 2], co: 40, k: 1 },
+    // One position, 3³ kernel: weight blocks of 3 rows.
+    { x: [1, 40, 1, 1, 1], co: 30, k: 3 },
+  ] as const;
+  for (const c of convCases) {
+    it(`conv3d ${c.x.join('×')} → ${c.co} (k=${c.k}): forward and dx in pieces, matching float64`, async () => {
+      const rng = makeRng(310 + c.co + c.x[1]);
+      const K = c.k ** 3;
+      await expectNoLeak(rt, () =>
+        checkOp(rt, {
+          op: `conv3d pieces k=${c.k}`,
+          inputs: [randnT(c.x, rng), randnT([c.co, c.x[1], c.k, c.k, c.k], rng)],
+          names: ['x', 'weight'],
+          grad: [true, false],
+          gpu: ([x, w]) => conv3d(x!, w!),
+          ref: ([x, w]) => refConv3d(x!, w!),
+          vjp: ([x, w], g) => [conv3dBackward(x!, w!, g).dx, undefined],
+          bound: 1.5e-7 * Math.sqrt(c.x[1] * K) * 3,
+          gradBound: 1.5e-7 * Math.sqrt(c.co * K) * 3,
+          rng,
+        }),
+      );
+    });
+  }
+
+  it('conv3d in pieces is bitwise deterministic', async () => {
+    const rng = makeRng(320);
+    const x = upload(rt, randnT([2, 20, 9, 8, 7], rng), { requiresGrad: true });
+    const w = upload(rt, randnT([12, 20, 3, 3, 3], rng));
+    const g = upload(rt, randnT([2, 12, 9, 8, 7], rng));
+    const runs: Float32Array[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const y = conv3d(x, w);
+        backward(y, g);
+        runs.push(new Float32Array([...(await y.read()), ...(await x.grad!.read())]));
+        y.dispose();
+        x.grad!.dispose();
+        x.grad = null;
+      }
+      expect(Buffer.from(runs[0]!.buffer).equals(Buffer.from(runs[1]!.buffer))).toBe(true);
+    } finally {
+      for (const t of [x, w, g]) t.dispose();
+    }
+  });
+});
