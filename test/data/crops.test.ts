@@ -1,0 +1,200 @@
+/**
+ * The synthetic phantom, foreground indexing, crop boxes (inside the volume, over the body, scale
+ * range, determinism), crop resizing geometry, the multi-crop sample, and the prepared-volume cache.
+ */
+import { describe, expect, it } from 'vitest';
+import { checkCropFits, cropResize, FOREGROUND_HU, prepareCropSource, sampleCropBox } from '../../src/data/crops';
+import { sampleMultiCrop } from '../../src/data/multicrop';
+import type { Volume } from '../../src/data/nifti';
+import { makePhantom } from '../../src/data/phantom';
+import { Rng } from '../../src/data/rng';
+import { prepareVolume, VolumeCache } from '../../src/data/volume-cache';
+
+const head = makePhantom({ shape: [64, 72, 56], spacing: [1.1, 1.1, 1.6], kind: 'head', seed: 1 });
+
+function stats(v: Volume) {
+  let lo = Infinity, hi = -Infinity, fg = 0;
+  for (const x of v.data) {
+    lo = Math.min(lo, x);
+    hi = Math.max(hi, x);
+    if (x > FOREGROUND_HU) fg++;
+  }
+  return { lo, hi, fg: fg / v.data.length };
+}
+
+describe('phantom', () => {
+  it('is a deterministic CT-like volume in whole HU', () => {
+    const again = makePhantom({ shape: [64, 72, 56], spacing: [1.1, 1.1, 1.6], kind: 'head', seed: 1 });
+    expect(again.data).toEqual(head.data);
+    expect(makePhantom({ shape: [64, 72, 56], spacing: [1.1, 1.1, 1.6], kind: 'head', seed: 2 }).data).not.toEqual(head.data);
+    expect(head.data.every((x) => Number.isInteger(x) && x >= -1024 && x <= 3071)).toBe(true);
+    const s = stats(head);
+    expect(s.lo).toBeLessThan(-950); // air
+    expect(s.hi).toBeGreaterThan(1200); // skull
+    expect(s.fg).toBeGreaterThan(0.2);
+    expect(s.fg).toBeLessThan(0.8);
+    // Corners are air, the centre is brain (soft tissue).
+    expect(head.data[0]).toBeLessThan(-900);
+    const c = head.data[(32 * 72 + 36) * 56 + 28]!;
+    expect(c).toBeGreaterThan(-60);
+    expect(c).toBeLessThan(120);
+  });
+
+  it('builds a body phantom with lungs, bone and soft tissue; noise 0 is piecewise constant', () => {
+    const body = makePhantom({ shape: [48, 40, 32], spacing: [2, 2, 3], kind: 'body', noise: 0 });
+    const values = new Set(body.data);
+    for (const v of [-1000, -850, -100, 50, 60, 900]) expect(values.has(v)).toBe(true);
+    expect(body.affine).toEqual([2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 3, 0, 0, 0, 0, 1]);
+  });
+});
+
+describe('crop source and boxes', () => {
+  const src = prepareVolume(head);
+
+  it('indexes exactly the voxels above −500 HU and their bounding box', () => {
+    const v = src.volume;
+    const want: number[] = [];
+    const lo = [Infinity, Infinity, Infinity], hi = [-1, -1, -1];
+    const [, nh, nw] = v.shape;
+    v.data.forEach((x, p) => {
+      if (x <= -500) return;
+      want.push(p);
+      const idx = [Math.floor(p / (nh * nw)), Math.floor(p / nw) % nh, p % nw];
+      idx.forEach((t, d) => {
+        lo[d] = Math.min(lo[d]!, t);
+        hi[d] = Math.max(hi[d]!, t + 1);
+      });
+    });
+    expect(Array.from(src.foreground)).toEqual(want);
+    expect(src.bboxLo).toEqual(lo);
+    expect(src.bboxHi).toEqual(hi);
+  });
+
+  it('draws boxes inside the volume, over the body, in the scale range, reproducibly', () => {
+    const rng = Rng.fromKeys(3);
+    const ref = [0, 1, 2].reduce((m, d) => m * (src.bboxHi[d]! - src.bboxLo[d]!), 1);
+    const boxes = [];
+    for (let i = 0; i < 200; i++) {
+      const spec = i % 2 ? { side: 32, scale: [0.4, 1] as const } : { side: 16, scale: [0.05, 0.4] as const };
+      const box = sampleCropBox(src, rng, spec);
+      boxes.push(box);
+      const { start, size, center } = box;
+      for (let d = 0; d < 3; d++) {
+        expect(start[d]).toBeGreaterThanOrEqual(0);
+        expect(size[d]).toBeGreaterThanOrEqual(1);
+        expect(start[d]! + size[d]!).toBeLessThanOrEqual(src.volume.shape[d]!);
+        expect(center[d]).toBeGreaterThanOrEqual(start[d]!);
+        expect(center[d]).toBeLessThan(start[d]! + size[d]!);
+      }
+      const [, nh, nw] = src.volume.shape;
+      expect(src.volume.data[(center[0] * nh + center[1]) * nw + center[2]]!).toBeGreaterThan(-500);
+      // Volume fraction within the range, up to rounding of the sides and clamping to the volume.
+      const frac = (size[0] * size[1] * size[2]) / ref;
+      expect(frac).toBeLessThanOrEqual(spec.scale[1] * 1.2);
+      if (size.every((s, d) => s < src.volume.shape[d]!)) expect(frac).toBeGreaterThanOrEqual(spec.scale[0] * 0.8);
+    }
+    const rng2 = Rng.fromKeys(3);
+    const again = boxes.map((_, i) => sampleCropBox(src, rng2, i % 2 ? { side: 32, scale: [0.4, 1] } : { side: 16, scale: [0.05, 0.4] }));
+    expect(again).toEqual(boxes);
+  });
+
+  it('resizes with align_corners = false geometry; a side³ box is copied unchanged', () => {
+    const shape: [number, number, number] = [10, 12, 14];
+    const data = new Float32Array(10 * 12 * 14);
+    let p = 0;
+    for (let i = 0; i < 10; i++) for (let j = 0; j < 12; j++) for (let k = 0; k < 14; k++) data[p++] = 7 * i - 3 * j + 2 * k;
+    const vol = { data, shape };
+    const box = { start: [1, 2, 3] as [number, number, number], size: [8, 8, 8] as [number, number, number], center: [0, 0, 0] as [number, number, number] };
+    const same = cropResize(vol, box, 8);
+    for (let a = 0; a < 8; a++) for (let b = 0; b < 8; b++) for (let c = 0; c < 8; c++) expect(same[(a * 8 + b) * 8 + c]).toBe(data[((a + 1) * 12 + b + 2) * 14 + c + 3]);
+    // 8 → 4: output o samples the box at start + (o + ½)·2 − ½, the middle of each voxel pair.
+    const half = cropResize(vol, box, 4);
+    for (let a = 0; a < 4; a++)
+      for (let b = 0; b < 4; b++)
+        for (let c = 0; c < 4; c++) {
+          const [x, y, z] = [1 + 2 * a + 0.5, 2 + 2 * b + 0.5, 3 + 2 * c + 0.5];
+          expect(half[(a * 4 + b) * 4 + c]).toBeCloseTo(7 * x - 3 * y + 2 * z, 4);
+        }
+  });
+
+  it('explains volumes that are too small, NaN, or without foreground', () => {
+    const small = prepareVolume(makePhantom({ shape: [40, 40, 20], spacing: [1.5, 1.5, 1.5], seed: 1 }));
+    expect(() => sampleCropBox(small, Rng.fromKeys(1), { side: 32, scale: [0.4, 1] })).toThrow(
+      /phantom-head-1: the volume \(40×40×20 voxels at 1\.5×1\.5×1\.5 mm\) is smaller than a 32³ crop along axis 2 \(20 < 32\)/,
+    );
+    expect(() => checkCropFits({ shape: [96, 96, 95], spacing: [1.5, 1.5, 1.5], name: 'v' }, 96)).toThrow(/axis 2/);
+    const nan = { ...head, name: 'nan.nii', data: head.data.slice() };
+    nan.data[5] = NaN;
+    nan.data[900] = Infinity;
+    expect(() => prepareCropSource(nan)).toThrow(/nan\.nii: 2 of \d+ voxels are NaN or infinite \(first at \(0, 0, 5\), value NaN\)/);
+    const air = { ...head, name: 'air.nii', data: new Float32Array(head.data.length).fill(-1000) };
+    expect(() => prepareCropSource(air)).toThrow(/air\.nii: no foreground: no voxel above -500 HU \(values span -1000…-1000\)/);
+    expect(() => sampleCropBox(src, Rng.fromKeys(1), { side: 16, scale: [0.5, 0.2] })).toThrow(/crop scale must satisfy/);
+  });
+});
+
+describe('sampleMultiCrop', () => {
+  const src = prepareVolume(makePhantom({ shape: [90, 90, 70], spacing: [1, 1, 1.5], kind: 'head', seed: 4 }), 1.5);
+  const opts = { globalSide: 32, localSide: 16, nGlobal: 2, nLocal: 3 };
+
+  it('gives G globals and L locals of the right sizes with values in [0, 1]', () => {
+    const s = sampleMultiCrop(src, Rng.fromKeys(1), opts);
+    expect(s.globals.map((v) => v.data.length)).toEqual([32 ** 3, 32 ** 3]);
+    expect(s.locals.map((v) => v.data.length)).toEqual([16 ** 3, 16 ** 3, 16 ** 3]);
+    for (const v of [...s.globals, ...s.locals]) expect(v.data.every((x) => x >= 0 && x <= 1)).toBe(true);
+  });
+
+  it('is deterministic for a seed and resumes exactly from a saved RNG state', () => {
+    const a = sampleMultiCrop(src, Rng.fromKeys(11), opts);
+    const b = sampleMultiCrop(src, Rng.fromKeys(11), opts);
+    expect(b).toEqual(a);
+    const rng = Rng.fromKeys(12);
+    sampleMultiCrop(src, rng, opts);
+    const state = JSON.parse(JSON.stringify(rng.state()));
+    const next = sampleMultiCrop(src, rng, opts);
+    expect(sampleMultiCrop(src, Rng.fromState(state), opts)).toEqual(next);
+    expect(sampleMultiCrop(src, Rng.fromKeys(13), opts)).not.toEqual(a);
+  });
+
+  it('writes into given buffers (e.g. batch slices)', () => {
+    const batch = new Float32Array(2 * 32 ** 3);
+    const dests = [batch.subarray(0, 32 ** 3), batch.subarray(32 ** 3)];
+    const s = sampleMultiCrop(src, Rng.fromKeys(1), { ...opts, nLocal: 0 }, { globals: dests });
+    expect(s.globals[0]!.data).toBe(dests[0]);
+    expect(batch.some((x) => x > 0)).toBe(true);
+    expect(() => sampleMultiCrop(src, Rng.fromKeys(1), opts, { globals: [new Float32Array(10)] })).toThrow(/global output 0 holds 10 values/);
+  });
+
+  it('refuses a volume smaller than the global crop before doing any work', () => {
+    expect(() => sampleMultiCrop(src, Rng.fromKeys(1))).toThrow(/smaller than a 96³ crop/);
+  });
+});
+
+describe('VolumeCache', () => {
+  it('prepares each key once, shares concurrent loads, evicts least recently used, forgets failures', async () => {
+    const loads: string[] = [];
+    const cache = new VolumeCache({
+      load: async (key) => {
+        loads.push(key);
+        if (key === 'bad') throw new Error('no such scan');
+        // All soft tissue: 32 kB of data and 32 kB of foreground index per entry.
+        const data = new Float32Array(20 ** 3).fill(40);
+        return { data, shape: [20, 20, 20], spacing: [1.5, 1.5, 1.5], affine: [1.5, 0, 0, 0, 0, 1.5, 0, 0, 0, 0, 1.5, 0, 0, 0, 0, 1], dtype: 'int16', name: key };
+      },
+      maxBytes: 2.5 * 64000, // room for two entries
+    });
+    const [a1, a2] = await Promise.all([cache.get('a'), cache.get('a')]);
+    expect(a1).toBe(a2);
+    await cache.get('bb');
+    await cache.get('a'); // 'a' is now the most recent
+    await cache.get('ccc'); // over budget: 'bb' goes
+    expect(loads).toEqual(['a', 'bb', 'ccc']);
+    await cache.get('a');
+    await cache.get('bb');
+    expect(loads).toEqual(['a', 'bb', 'ccc', 'bb']);
+    expect(cache.usedBytes).toBeLessThanOrEqual(cache.maxBytes);
+    await expect(cache.get('bad')).rejects.toThrow(/no such scan/);
+    await expect(cache.get('bad')).rejects.toThrow(/no such scan/);
+    expect(loads.filter((k) => k === 'bad').length).toBe(2);
+  });
+});
