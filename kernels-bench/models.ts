@@ -22,7 +22,10 @@ export interface ModelRow {
   pass: 'forward' | 'forward+backward';
   medianMs: number;
   times: number[];
+  /** Pool bytes above the weights and input (activations, gradients, temporaries). */
   peakBytes: number;
+  /** Pool bytes held by the weights and the input. */
+  weightBytes: number;
 }
 
 /** Runs the model once; returns every output tensor (caller disposes). */
@@ -35,7 +38,7 @@ function runModel(cfg: ModelConfig, x: Tensor, W: (n: string) => Tensor): Tensor
   return swinViTForward(x, W, cfg);
 }
 
-export async function benchModel(rt: Runtime, cfg: ModelConfig, side: readonly [number, number, number], o: { backward?: boolean; reps?: number; log?: (l: string) => void } = {}): Promise<ModelRow[]> {
+export async function benchModel(rt: Runtime, cfg: ModelConfig, side: readonly [number, number, number], o: { backward?: boolean; reps?: number; warmup?: number; log?: (l: string) => void } = {}): Promise<ModelRow[]> {
   const log = o.log ?? console.log;
   const weights = initWeights(rt, paramShapes(cfg), 1, o.backward);
   const W = (n: string) => {
@@ -51,15 +54,16 @@ export async function benchModel(rt: Runtime, cfg: ModelConfig, side: readonly [
     await rt.sync();
     rt.pool.resetPeak();
     const base = rt.memory().inUse;
+    log(`  weights and input ${fmtBytes(base)}`);
     const fwd = await timeCalls(
       async () => {
         const outs = noGrad(() => runModel(cfg, x, W));
         await rt.sync();
         for (const t of outs) t.dispose();
       },
-      { warmup: 1, minReps: o.reps ?? 3, maxReps: o.reps ?? 3, budgetMs: 0 },
+      { warmup: o.warmup ?? 1, minReps: o.reps ?? 3, maxReps: o.reps ?? 3, budgetMs: 0 },
     );
-    rows.push({ model: label, input, pass: 'forward', medianMs: median(fwd), times: fwd, peakBytes: rt.memory().peak - base });
+    rows.push({ model: label, input, pass: 'forward', medianMs: median(fwd), times: fwd, peakBytes: rt.memory().peak - base, weightBytes: base });
     log(`  forward          ${median(fwd).toFixed(0).padStart(7)} ms  (runs ${fwd.map((t) => t.toFixed(0)).join(', ')})  peak ${fmtBytes(rt.memory().peak - base)}`);
     if (o.backward) {
       rt.pool.resetPeak();
@@ -75,9 +79,9 @@ export async function benchModel(rt: Runtime, cfg: ModelConfig, side: readonly [
           loss.dispose();
           zeroGrad([...weights.values(), x]);
         },
-        { warmup: 1, minReps: o.reps ?? 3, maxReps: o.reps ?? 3, budgetMs: 0 },
+        { warmup: o.warmup ?? 1, minReps: o.reps ?? 3, maxReps: o.reps ?? 3, budgetMs: 0 },
       );
-      rows.push({ model: label, input, pass: 'forward+backward', medianMs: median(fb), times: fb, peakBytes: rt.memory().peak - base });
+      rows.push({ model: label, input, pass: 'forward+backward', medianMs: median(fb), times: fb, peakBytes: rt.memory().peak - base, weightBytes: base });
       log(`  forward+backward ${median(fb).toFixed(0).padStart(7)} ms  (runs ${fb.map((t) => t.toFixed(0)).join(', ')})  peak ${fmtBytes(rt.memory().peak - base)}`);
     }
   } finally {

@@ -35,7 +35,7 @@ commands:
                              --sweep times each variant's tile configurations instead
   bench --attention [--side 96] [--reps 3]
                              stage-1 window attention (fs 48): fused vs materialised, time and peak memory
-  bench --models [--side 96] [--reps 2] [--model swin-b,coralbay-b] [--no-backward]
+  bench --models [--side 96] [--reps 2] [--warmup 1] [--model swin-b,coralbay-b] [--no-backward]
                              whole-model forward and forward+backward on one crop, with peak memory
 
 environment: REEF_PROFILE=1 profiles every dispatch; REEF_MATMUL=naive|regblock|tiled forces a matmul variant;
@@ -146,6 +146,7 @@ export async function main(argv: string[]): Promise<number> {
             model: { type: 'string', default: 'swin-b,coralbay-b' },
             side: { type: 'string', default: '96' },
             reps: { type: 'string' },
+            warmup: { type: 'string' },
             'no-backward': { type: 'boolean', default: false },
           },
         });
@@ -160,7 +161,11 @@ export async function main(argv: string[]): Promise<number> {
               for (const name of listOf(values.model) ?? []) {
                 const cfg = preset(name);
                 console.log(`\n${name} on 1×1×${side}³`);
-                await benchModel(rt, cfg, [side, side, side], { backward: !values['no-backward'], reps: values.reps ? Number(values.reps) : 2 });
+                await benchModel(rt, cfg, [side, side, side], {
+                  backward: !values['no-backward'],
+                  reps: values.reps ? Number(values.reps) : 2,
+                  warmup: values.warmup ? Number(values.warmup) : 1,
+                });
               }
             }
             return 0;
