@@ -56,7 +56,7 @@ export function blockMask(grid: Grid3, target: number, rng: Rng, o: BlockMaskOpt
       const y0 = rng.int(H - h + 1);
       const x0 = rng.int(W - w + 1);
       let fresh = 0;
-      for (let z = z0; z < z0 + d; z++) for (let y = y0; y < y0 + h; y++) for (let x = x0; x < x0 + w; x++) fresh += mask[(z * H + y) * W + x] ^ 1;
+      for (let z = z0; z < z0 + d; z++) for (let y = y0; y < y0 + h; y++) for (let x = x0; x < x0 + w; x++) fresh += mask[(z * H + y) * W + x]! ^ 1;
       if (fresh === 0 || fresh > room) continue;
       for (let z = z0; z < z0 + d; z++) for (let y = y0; y < y0 + h; y++) mask.fill(1, (z * H + y) * W + x0, (z * H + y) * W + x0 + w);
       added = fresh;
