@@ -56,12 +56,25 @@ export async function writeSafetensorsFile(
   metadata?: Record<string, string>,
 ): Promise<void> {
   const layout = safetensorsLayout(tensors, metadata); // validates everything before touching the disk
+  await writeAtomically(path, async (handle) => {
+    await writeAll(handle, layout.header, 0);
+    for (const p of layout.tensors) await writeAll(handle, encodeTensor(tensors[p.index]!), p.offset);
+  });
+}
+
+/** Writes a small file (JSON, text) atomically, as writeSafetensorsFile does. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  await writeAtomically(path, (handle) => writeAll(handle, bytes, 0));
+}
+
+/** Write to a temporary file, fsync, rename over `path`, fsync the directory. */
+async function writeAtomically(path: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   const handle = await open(tmp, 'w');
   try {
     try {
-      await writeAll(handle, layout.header, 0);
-      for (const p of layout.tensors) await writeAll(handle, encodeTensor(tensors[p.index]!), p.offset);
+      await write(handle);
       await handle.sync();
     } finally {
       await handle.close();
@@ -71,13 +84,17 @@ export async function writeSafetensorsFile(
     await unlink(tmp).catch(() => {});
     throw e;
   }
+  await syncDirectory(dirname(path));
+}
+
+/** Makes renames and creations inside `dir` durable. */
+export async function syncDirectory(dir: string): Promise<void> {
   // Windows cannot open a directory to fsync it; its rename is as durable as it gets there.
-  if (process.platform !== 'win32') {
-    const dir = await open(dirname(path), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+  if (process.platform === 'win32') return;
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
