@@ -5,11 +5,12 @@
  * LayerNorm unless `normalize` is off). Channels-last between ops; weights are looked up by MONAI's
  * state-dict names under a prefix (default `swinViT.`).
  */
-import { add } from '../../ops/binary.js';
+import { ReefError } from '../../gpu/errors.js';
+import { add, mul } from '../../ops/binary.js';
 import { layerNorm } from '../../ops/layernorm.js';
 import { matmul } from '../../ops/matmul.js';
 import { mergeGather3d, type MergeOrder } from '../../ops/patch-merge.js';
-import { gelu } from '../../ops/pointwise.js';
+import { gelu, scale } from '../../ops/pointwise.js';
 import { permute, reshape, slice } from '../../ops/shape.js';
 import { windowAttention3d } from '../../ops/window-attention3d.js';
 import { patchEmbed3d } from '../../nn/patch-embed3d.js';
@@ -26,6 +27,25 @@ export interface SwinViTOptions {
   useV2?: boolean;
   normalize?: boolean;
   prefix?: string;
+  /** iBOT masking of the student: masked patch embeddings are replaced by a learned token. */
+  mask?: PatchMask;
+}
+
+export interface PatchMask {
+  /** [B, D/2, H/2, W/2, 1] on the patch-embed grid, channels-last: 1 where masked, else 0. */
+  patches: Tensor;
+  /** [C] the mask token (a trained parameter). */
+  token: Tensor;
+}
+
+/** h where the mask is 0, the token where it is 1, exactly: h·(1 − m) + m·token. */
+export function applyPatchMask(h: Tensor, mask: PatchMask): Tensor {
+  const [B, D, H, W, C] = h.shape as [number, number, number, number, number];
+  const want = [B, D, H, W, 1];
+  if (mask.patches.shape.join() !== want.join() || mask.token.shape.join() !== String(C)) {
+    throw new ReefError(`iBOT mask ${mask.patches.describe()} and token ${mask.token.describe()} do not fit patch embeddings ${h.describe()}: expected [${want.join(', ')}] and [${C}]`);
+  }
+  return tidy(() => add(mul(h, scale(mask.patches, -1, 1)), mul(mask.patches, mask.token)));
 }
 
 export type WeightLookup = (name: string) => Tensor;
@@ -81,6 +101,14 @@ export function swinViTForward(x: Tensor, W: WeightLookup, cfg: SwinViTOptions):
   const P = (name: string) => W(`${prefix}${name}`);
   const out = (t: Tensor) => (cfg.normalize === false ? reshape(t, t.shape) : layerNorm(t));
   let h = patchEmbed3d(x, P('patch_embed.proj.weight'), P('patch_embed.proj.bias'), cfg.patch ?? 2);
+  if (cfg.mask) {
+    const embedded = h;
+    try {
+      h = applyPatchMask(embedded, cfg.mask);
+    } finally {
+      embedded.dispose();
+    }
+  }
   const hidden = [out(h)];
   try {
     cfg.depths.forEach((depth, i) => {
