@@ -53,7 +53,7 @@ describe('iBOT mask token in the SwinViT', () => {
       backward(loss);
       const g = await token.grad!.read();
       const want = new Float64Array(12);
-      for (let i = 0; i < n; i++) if (maskValues[i]) for (let c = 0; c < 12; c++) want[c] += upstream[i * 12 + c]!;
+      for (let i = 0; i < n; i++) if (maskValues[i]) for (let c = 0; c < 12; c++) want[c] = want[c]! + upstream[i * 12 + c]!;
       const scale = Math.max(...want.map(Math.abs));
       for (let c = 0; c < 12; c++) expect(Math.abs(g[c]! - want[c]!) / scale).toBeLessThan(1e-6);
       loss.dispose();
