@@ -16,6 +16,8 @@ export const ENCODER_PREFIXES = ['encoder1.layer.', 'encoder2.layer.', 'encoder3
 export interface CoralBayRefOptions extends Omit<SwinViTRefOptions, 'prefix' | 'normalize'> {
   depths?: number[];
   heads?: number[];
+  /** Any input size (pretraining's local crops): no decoder joins the maps. */
+  anySide?: boolean;
 }
 
 export interface CoralBayRef {
@@ -61,7 +63,7 @@ export const ENCODER_INPUTS = [-1, 0, 1, 2, 4] as const;
 
 export function coralBayEncoder(x: Arr, W: Weights, opts: CoralBayRefOptions = {}): CoralBayRef {
   const sides = x.shape.slice(2);
-  if (x.shape.length !== 5 || sides.some((s) => s % 32 !== 0)) throw new Error(`CoralBay reference: sides [${sides}] must be multiples of 32`);
+  if (x.shape.length !== 5 || (!opts.anySide && sides.some((s) => s % 32 !== 0))) throw new Error(`CoralBay reference: sides [${sides}] must be multiples of 32`);
   const hidden = swinViT(x, W, opts.depths ?? [2, 2, 2, 2], opts.heads ?? [3, 6, 12, 24], { ...opts, prefix: 'swinViT', useV2: opts.useV2 ?? true, normalize: true }).map(toChannelsFirst);
   const enc = ENCODER_PREFIXES.map((p, k) => unetResBlock(ENCODER_INPUTS[k] === -1 ? x : hidden[ENCODER_INPUTS[k]!]!, W, p));
   const maps = [enc[0]!, enc[1]!, enc[2]!, enc[3]!, hidden[3]!, enc[4]!];

@@ -32,8 +32,16 @@ export function checkCoralBayInput(shape: readonly number[]): void {
   }
 }
 
-export function coralBayEncoderForward(x: Tensor, W: WeightLookup, cfg: SwinViTOptions): CoralBayOutputs {
-  checkCoralBayInput(x.shape);
+export interface CoralBayOptions extends SwinViTOptions {
+  /**
+   * Skip the multiple-of-32 check: the maps and the embedding need no decoder, so pretraining runs
+   * its local crops (48³, 16³) through the encoder as they are; the SwinViT pads odd sizes.
+   */
+  anySide?: boolean;
+}
+
+export function coralBayEncoderForward(x: Tensor, W: WeightLookup, cfg: CoralBayOptions): CoralBayOutputs {
+  if (!cfg.anySide) checkCoralBayInput(x.shape);
   const hidden: Tensor[] = [];
   const maps: Tensor[] = [];
   try {
