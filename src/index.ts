@@ -32,13 +32,32 @@ export { PatchMerging3d } from './nn/patch-merging3d.js';
 export { convTranspose3dK2 } from './nn/conv-transpose3d.js';
 export { conv3d, type Conv3dOptions } from './ops/conv3d.js';
 export { unetResBlock } from './nn/unet-res-block.js';
-export { swinViTForward, swinBlock, swinStage, type SwinViTOptions } from './models/swin3d/swin-vit.js';
-export { coralBayEncoderForward, CORALBAY_MAP_NAMES, type CoralBayOutputs } from './models/swin3d/coralbay-encoder.js';
+export { swinViTForward, swinBlock, swinStage, applyPatchMask, type SwinViTOptions, type PatchMask } from './models/swin3d/swin-vit.js';
+export { coralBayEncoderForward, CORALBAY_MAP_NAMES, type CoralBayOutputs, type CoralBayOptions } from './models/swin3d/coralbay-encoder.js';
 export { PRESETS, preset, paramShapes, countParams, swinViTConfig, describeConfig, type SwinViTConfig, type ModelConfig } from './models/swin3d/config.js';
 export { Linear } from './nn/linear.js';
 export { LayerNorm } from './nn/layernorm.js';
 export { Module } from './nn/module.js';
-export { AdamW, type AdamWOptions } from './train/adamw.js';
+export { AdamW, dinoParamGroups, DECAY_RULES, type AdamWOptions, type ParamGroup } from './train/adamw.js';
+export { DinoSchedules, warmupCosine, cosineDecay, linearRamp, scaledLr, type DinoScheduleConfig } from './train/schedules.js';
+export { emaUpdate } from './train/ema.js';
+export { GradClipper, clipCoefficient, type GradClipOptions, type GradNormStats } from './train/grad-clip.js';
+export { DynamicLossScaler, type LossScalerOptions, type LossScalerState } from './train/loss-scaler.js';
+export { blockMask, ibotMasks, poolMask } from './train/masking.js';
+export { lossPlotSvg, seriesFromMetrics, type LossSeries } from './train/loss-plot.js';
+
+// Self-supervised heads and losses.
+export { l2Normalize } from './ops/l2-normalize.js';
+export { temperedCrossEntropy, type TemperedCrossEntropyOptions, type ViewPairing } from './ops/tempered-cross-entropy.js';
+export { centeredSoftmax, updateCenter } from './ops/dino-teacher.js';
+export { sinkhornKnopp } from './ops/sinkhorn.js';
+export { koleoNormalized } from './ops/koleo.js';
+export { eppsPulley, type EppsPulleyOptions } from './ops/epps-pulley.js';
+export { DinoHead, truncNormalInit, type DinoHeadOptions } from './nn/dino-head.js';
+export { DinoLoss, type DinoLossOptions } from './losses/dino.js';
+export { IbotPatchLoss, maskedTokens, type IbotLossOptions, type MaskedTokens } from './losses/ibot.js';
+export { koleoLoss, type KoleoOptions } from './losses/koleo.js';
+export { sigregLoss, sigregSlices, sigregSliceValues } from './losses/sigreg.js';
 
 import { Runtime, type RuntimeOptions } from './gpu/runtime.js';
 
@@ -64,6 +83,16 @@ export {
 
 // Volumes on the host: NIfTI-1/2 (.nii, .nii.gz) as MONAI's LoadImage + EnsureChannelFirst give them.
 export { decodeNifti, windowHu, NiftiError, type Volume } from './data/nifti.js';
+// The pretraining data pipeline on the host (crops and augmentations; no Node-only imports).
+export { Rng, type RngState } from './data/rng.js';
+export { makePhantom } from './data/phantom.js';
+export { resampleVolume } from './data/resample.js';
+export { prepareVolume, VolumeCache } from './data/volume-cache.js';
+export { sampleMultiCrop, DEFAULT_MULTICROP, type MultiCropOptions } from './data/multicrop.js';
+export { augmentCrop, HU_WINDOWS, type AugmentOptions } from './data/augment.js';
+export { decodeInv3 } from './data/inv3.js';
+export { encodeNifti1 } from './data/nifti-write.js';
+export { DataError } from './data/errors.js';
 export { readTorchStateDict, readTorchArchive, readTorchTensor } from './io/torch-pt.js';
 export { windowAttention3d } from './ops/window-attention3d.js';
 export { windowAndShift, relativePositionIndex, stageRelativeIndex, shiftRegionLabels } from './models/swin3d/window-geometry.js';
