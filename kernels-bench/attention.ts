@@ -14,7 +14,7 @@
 import type { Runtime } from '../src/gpu/runtime.js';
 import { fmtBytes } from '../src/gpu/errors.js';
 import { windowAndShift } from '../src/models/swin3d/window-geometry.js';
-import { windowAttention3d, type WindowAttention3dArgs } from '../src/ops/window-attention3d.js';
+import { windowAttention3d, windowAttentionVariant, type WindowAttention3dArgs } from '../src/ops/window-attention3d.js';
 import { backward, zeroGrad } from '../src/tensor/backward.js';
 import { randn } from '../src/tensor/create.js';
 import { noGrad } from '../src/tensor/grad-mode.js';
@@ -79,6 +79,7 @@ export async function runAttentionBench(rt: Runtime, opts: AttentionBenchOptions
   log(`window attention, stage 1 of a ${side}³ crop: q, k, v [${shape.join(', ')}], ${HEADS} heads of ${fs / HEADS}, configured window 7³; ${rt.describe()}`);
   log(`  wall time per call incl. GPU sync, median of ${reps} after a warm-up, fused and materialised alternating; peak = rise of reef's pool over the call`);
   log(`  materialised: table[index] gathered on the GPU each call but off the tape (no table gradient; the fused backward computes one)`);
+  log(`  fused kernels (forward and backward): ${windowAttentionVariant(rt, fs / HEADS, fs)} (REEF_ATTENTION=tiled|rows overrides)`);
   try {
     for (const s of [0, 3]) {
       const ws = windowAndShift([g, g, g], [7, 7, 7], [s, s, s]);

@@ -1,6 +1,7 @@
 // 3D shifted-window attention forward for CPU adapters (lavapipe, SwiftShader). Same contract as
-// window_attention.wgsl's `forward` (whose backward consumes the lse written here); what differs is
-// the schedule, chosen for how a CPU adapter runs a workgroup: as one loop over SIMD lanes.
+// window_attention.wgsl's `forward` (its backward, or window_attention_rows_backward.wgsl on CPU
+// adapters, consumes the lse written here). What differs is the schedule, chosen for how a CPU
+// adapter runs a workgroup: as one loop over SIMD lanes.
 //   - No workgroup memory and no barriers: each barrier is a pass over the whole workgroup there.
 //   - A load whose address is not a compile-time constant is done lane by lane with a bounds check
 //     each, even when all lanes share the address. So loads are made few and wide: k and v are read

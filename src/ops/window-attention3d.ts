@@ -7,26 +7,33 @@
  */
 import code from '../../shaders/window_attention.wgsl';
 import rowsCode from '../../shaders/window_attention_rows.wgsl';
+import rowsBackwardCode from '../../shaders/window_attention_rows_backward.wgsl';
 import type { ShaderFile } from '../gpu/kernel.js';
 import { ReefError } from '../gpu/errors.js';
 import { empty } from '../tensor/create.js';
 import { noGrad } from '../tensor/grad-mode.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
-import { gridRows } from './geometry.js';
+import { grid1d, gridRows } from './geometry.js';
 import { cast } from './cast.js';
 import { sum } from './reduce.js';
 
 export const WINDOW_ATTENTION: ShaderFile = { name: 'window_attention', code };
 export const WINDOW_ATTENTION_ROWS: ShaderFile = { name: 'window_attention_rows', code: rowsCode };
+export const WINDOW_ATTENTION_ROWS_BACKWARD: ShaderFile = { name: 'window_attention_rows_backward', code: rowsBackwardCode };
 const WG = 64;
 /** window_attention_rows: queries per workgroup (343 = 3 chunks of 128, 11 % idle), lanes × queries per lane. */
 const CHUNK = 128;
 
+/** window_attention_rows_backward: lanes per workgroup, and about how many dqTable lanes to spread the windows over. */
+const WG_BWD = 32;
+const DQ_LANES = 4096;
+
 /**
- * Forward kernels. `tiled`: keys staged in workgroup memory, one workgroup per (window, head), for
- * GPUs. `rows`: no workgroup memory or barriers, vec4 loads, several queries per lane, for CPU
- * adapters; it needs a head width divisible by 4 (MONAI's feature sizes are multiples of 12).
+ * Kernels, forward and backward alike. `tiled`: keys staged in workgroup memory, one workgroup per
+ * (window, head), for GPUs. `rows`: no workgroup memory or barriers, vec4 loads, several rows per
+ * lane, for CPU adapters; it needs a head width divisible by 4 (MONAI's feature sizes are
+ * multiples of 12).
  */
 export type WindowAttentionVariant = 'tiled' | 'rows';
 export const WINDOW_ATTENTION_VARIANTS: readonly WindowAttentionVariant[] = ['tiled', 'rows'];
@@ -48,18 +55,18 @@ export interface WindowAttention3dArgs {
   shift: Vec3;
   /** The configured window whose index is sliced (default [7, 7, 7]). */
   configuredWindow?: Vec3;
-  /** Forward kernel; default per adapter (REEF_ATTENTION overrides). */
+  /** Kernels; default per adapter (REEF_ATTENTION overrides). */
   variant?: WindowAttentionVariant;
 }
 
-function pickVariant(a: WindowAttention3dArgs, hd: number, C: number): WindowAttentionVariant {
-  const rt = a.q.rt;
+/** The kernels a call would use: `requested`, else REEF_ATTENTION, else per adapter; rows needs hd % 4 = 0. */
+export function windowAttentionVariant(rt: Tensor['rt'], hd: number, C: number, requested?: WindowAttentionVariant): WindowAttentionVariant {
   const forced = rt.host.env('REEF_ATTENTION');
   if (forced !== undefined && !WINDOW_ATTENTION_VARIANTS.includes(forced as WindowAttentionVariant)) {
     throw new ReefError(`REEF_ATTENTION=${forced}: expected ${WINDOW_ATTENTION_VARIANTS.join(' or ')}`);
   }
-  const want = a.variant ?? (forced as WindowAttentionVariant | undefined) ?? (rt.caps.isCpu ? 'rows' : 'tiled');
-  // The rows kernel reads vec4s: it takes head widths divisible by 4 and falls back otherwise.
+  const want = requested ?? (forced as WindowAttentionVariant | undefined) ?? (rt.caps.isCpu ? 'rows' : 'tiled');
+  // The rows kernels read vec4s: they take head widths divisible by 4 and fall back otherwise.
   return want === 'rows' && (hd % 4 !== 0 || C % 4 !== 0) ? 'tiled' : want;
 }
 
@@ -103,7 +110,7 @@ export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
   const bytes = BYTES_PER_ELEMENT[q.dtype];
   const out = empty(rt, q.shape, q.dtype, 'window_attention');
   const lse = empty(rt, [rows, n], 'f32', 'window_attention_lse');
-  const variant = pickVariant(a, hd, C);
+  const variant = windowAttentionVariant(rt, hd, C, a.variant);
   if (rows > 0 && variant === 'rows') {
     const tq = hd <= 16 ? 8 : hd <= 32 ? 4 : 2;  // queries per lane: fewer for wide heads (registers)
     const WG_ROWS = CHUNK / tq;
@@ -130,24 +137,32 @@ export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
       const dq = empty(rt, q.shape, q.dtype, 'window_attention_dq');
       const dk = empty(rt, q.shape, q.dtype, 'window_attention_dk');
       const dv = empty(rt, q.shape, q.dtype, 'window_attention_dv');
-      const dtablePart = empty(rt, [B * nWin, tableRows, heads], 'f32', 'window_attention_dtable_partial');
-      const dbiasPart = empty(rt, [B * nWin, 3 * C], 'f32', 'window_attention_dbias_partial');
-      if (rows > 0) {
-        rt.dispatch({
-          kernel: { shader: WINDOW_ATTENTION, entry: 'backward', elem: q.dtype, consts },
-          buffers: {
-            q: qs.buffer, k: ks.buffer, v: vs.buffer, qkvBias: bs.buffer, table: ts.buffer, o: os.buffer, lse: ls.buffer,
-            dOut: g.buffer, dq: dq.buffer, dk: dk.buffer, dv: dv.buffer, dtablePart: dtablePart.buffer, dbiasPart: dbiasPart.buffer,
-          },
-          params,
-          workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
-          work: { flops: 12 * rows * n * n * (hd + 2), bytes: 8 * q.size * bytes },
-        });
+      let dtable: Tensor;
+      let dbias: Tensor;
+      if (variant === 'rows' && cfg[2] <= 8) { // its kernels hold one configured-window row of ≤ 8 tokens per lane
+        [dtable, dbias] = rowsBackward(rt, { qs, ks, vs, bs, ts, os, ls, g, dq, dk, dv }, params, { hd, tableRows });
+      } else {
+        const dtablePart = empty(rt, [B * nWin, tableRows, heads], 'f32', 'window_attention_dtable_partial');
+        const dbiasPart = empty(rt, [B * nWin, 3 * C], 'f32', 'window_attention_dbias_partial');
+        if (rows > 0) {
+          rt.dispatch({
+            kernel: { shader: WINDOW_ATTENTION, entry: 'backward', elem: q.dtype, consts },
+            buffers: {
+              q: qs.buffer, k: ks.buffer, v: vs.buffer, qkvBias: bs.buffer, table: ts.buffer, o: os.buffer, lse: ls.buffer,
+              dOut: g.buffer, dq: dq.buffer, dk: dk.buffer, dv: dv.buffer, dtablePart: dtablePart.buffer, dbiasPart: dbiasPart.buffer,
+            },
+            params,
+            workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
+            work: { flops: 12 * rows * n * n * (hd + 2), bytes: 8 * q.size * bytes },
+          });
+        }
+        dtable = sum(dtablePart, [0]);
+        dbias = sum(dbiasPart, [0]);
+        dtablePart.dispose();
+        dbiasPart.dispose();
       }
-      const dtable = toType(sum(dtablePart, [0]), q.dtype);
-      const dbias = toType(sum(dbiasPart, [0]), q.dtype);
-      dtablePart.dispose();
-      dbiasPart.dispose();
+      dtable = toType(dtable, q.dtype);
+      dbias = toType(dbias, q.dtype);
       const keep = (t: Tensor, want: boolean) => {
         if (want) return t;
         t.dispose();
@@ -158,6 +173,88 @@ export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
   );
   lse.dispose();
   return res;
+}
+
+/** The forward's uniform parameters (window_attention*.wgsl's Params). */
+interface AttentionParams {
+  [name: string]: number;
+  B: number;
+  C: number;
+  heads: number;
+  n: number;
+  nWin: number;
+  rows: number;
+  cx: number;
+}
+
+/**
+ * The rows backward (window_attention_rows_backward.wgsl): dqTable (dq, D_i, table-gradient partials
+ * per row pair), dkv (dk, dv, padded keys' sums per key row), then fixed-order sums for the qkv-bias
+ * and table gradients. Returns the f32
+ * table and bias gradients; dq, dk, dv are filled in place.
+ */
+function rowsBackward(
+  rt: Tensor['rt'],
+  t: Record<'qs' | 'ks' | 'vs' | 'bs' | 'ts' | 'os' | 'ls' | 'g' | 'dq' | 'dk' | 'dv', Tensor>,
+  params: AttentionParams,
+  geo: { hd: number; tableRows: number },
+): [Tensor, Tensor] {
+  const { B, C, heads, n, nWin, rows, cx, ...rest } = params;
+  const { hd, tableRows } = geo;
+  const nBW = B * nWin;
+  const vrows = Math.ceil(n / cx);
+  // dqTable lanes walk `group` windows each, summing their table gradient in place: enough lanes
+  // to fill the machine, partials of bounded size.
+  const chunks0 = Math.max(1, Math.min(nBW, Math.ceil(DQ_LANES / (heads * vrows))));
+  const group = Math.max(1, Math.ceil(nBW / chunks0));
+  const chunks = Math.ceil(nBW / group);
+  const p = { ...rest, B, C, heads, n, nWin, rows, vrows, group, chunks }; // the configured x extent is the CX constant
+  const consts = { WG: WG_BWD, H4: hd / 4, CX: cx, XS: 2 * cx - 1, XS4: Math.ceil((2 * cx - 1) / 4), XC4: Math.ceil((3 * cx - 1) / 4) };
+  const kernel = (entry: string) => ({ shader: WINDOW_ATTENTION_ROWS_BACKWARD, entry, elem: t.qs.dtype, consts });
+  const maxWg = rt.caps.maxWorkgroupsPerDimension;
+  const delta = empty(rt, [rows, n], 'f32', 'window_attention_delta');
+  const padPart = empty(rt, [rows, vrows, 2, hd], 'f32', 'window_attention_dbias_rows');
+  const tpart = empty(rt, [Math.max(chunks, 1), heads, vrows, vrows, 2 * cx - 1], 'f32', 'window_attention_dtable_rows');
+  const dbiasPart = empty(rt, [nBW, 3 * C], 'f32', 'window_attention_dbias_partial');
+  const dtable = empty(rt, [tableRows, heads], 'f32', 'window_attention_dtable');
+  if (rows > 0) {
+    const bytes = BYTES_PER_ELEMENT[t.qs.dtype] * t.qs.size;
+    const pairs = rows * vrows * vrows * cx * cx;
+    rt.dispatch({
+      kernel: kernel('dqTable'),
+      buffers: { q: t.qs.buffer, k: t.ks.buffer, v: t.vs.buffer, qkvBias: t.bs.buffer, table: t.ts.buffer, o: t.os.buffer, lse: t.ls.buffer, dOut: t.g.buffer, dq: t.dq.buffer, delta: delta.buffer, tpart: tpart.buffer },
+      params: p,
+      workgroups: grid1d(chunks * heads * vrows, WG_BWD, maxWg),
+      work: { flops: pairs * (6 * hd + 8), bytes: 6 * bytes },
+    });
+    rt.dispatch({
+      kernel: kernel('dkv'),
+      buffers: { q: t.qs.buffer, k: t.ks.buffer, v: t.vs.buffer, qkvBias: t.bs.buffer, table: t.ts.buffer, lse: t.ls.buffer, dOut: t.g.buffer, dk: t.dk.buffer, dv: t.dv.buffer, delta: delta.buffer, padPart: padPart.buffer },
+      params: p,
+      workgroups: grid1d(nBW * heads * vrows, WG_BWD, maxWg),
+      work: { flops: pairs * (8 * hd + 8), bytes: 6 * bytes },
+    });
+    rt.dispatch({
+      kernel: kernel('dbias'),
+      buffers: { padPart: padPart.buffer, dbiasPart: dbiasPart.buffer },
+      params: p,
+      workgroups: grid1d(rows, WG_BWD, maxWg),
+      work: { flops: padPart.size, bytes: 4 * padPart.size },
+    });
+  }
+  rt.dispatch({
+    kernel: kernel('dtableSum'),
+    buffers: { tpart: tpart.buffer, dtable: dtable.buffer },
+    params: p,
+    workgroups: grid1d(tableRows * heads, WG_BWD, maxWg),
+    work: { flops: tpart.size, bytes: 4 * tpart.size },
+  });
+  delta.dispose();
+  padPart.dispose();
+  tpart.dispose();
+  const dbias = sum(dbiasPart, [0]);
+  dbiasPart.dispose();
+  return [dtable, dbias];
 }
 
 function toType(g: Tensor, dtype: Tensor['dtype']): Tensor {
