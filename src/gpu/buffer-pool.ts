@@ -53,6 +53,8 @@ export class BufferPool {
     private readonly track: (check: Promise<void>) => void = () => undefined,
   ) {}
 
+  private readonly owners = new Map<GPUBuffer, string>();
+
   acquire(bytes: number, what: string): GPUBuffer {
     let size = bucketSize(bytes);
     // A bucket may overshoot a limit the request itself is within: then take the exact size.
@@ -72,10 +74,24 @@ export class BufferPool {
     }
     this.stats.inUse += size;
     if (this.stats.inUse > this.stats.peak) this.stats.peak = this.stats.inUse;
+    this.owners.set(buffer, what);
     return buffer;
   }
 
+  /** Live buffers by what they were acquired for: finds what a loop fails to free. */
+  liveByOwner(): Map<string, { count: number; bytes: number }> {
+    const out = new Map<string, { count: number; bytes: number }>();
+    for (const [buffer, what] of this.owners) {
+      const e = out.get(what) ?? { count: 0, bytes: 0 };
+      e.count++;
+      e.bytes += this.sizeOf.get(buffer) ?? 0;
+      out.set(what, e);
+    }
+    return out;
+  }
+
   release(buffer: GPUBuffer): void {
+    this.owners.delete(buffer);
     const size = this.sizeOf.get(buffer);
     if (size === undefined) throw new Error('BufferPool.release: buffer does not belong to this pool');
     if (this.idle.has(buffer)) throw new Error(`BufferPool.release: buffer '${buffer.label}' released twice`);

@@ -1,0 +1,344 @@
+/**
+ * One CoralBay-style self-distillation step on the GPU: student and EMA teacher CoralBay encoders,
+ * a DINO head on the 24·fs multiscale embedding, an iBOT head on the stage-3 tokens (hidden_states[3],
+ * the crop / 16), KoLeo on the student's global embeddings, AdamW with clipping, and the teacher's
+ * EMA and centres. Host-neutral: the caller brings crops and masks (train/pretrain-batch.ts) and
+ * keeps the run directory.
+ *
+ *   teacher(globals) ──► DINO head ─► centred softmax ─┐
+ *                    └─► iBOT head (masked tokens) ─┐  │
+ *   student(masked globals, locals) ─► heads ──► iBOT ┴► DINO + KoLeo ─► backward ─► clip ─► AdamW ─► EMA
+ */
+import type { Runtime } from '../gpu/runtime.js';
+import { ReefError } from '../gpu/errors.js';
+import { DinoLoss } from '../losses/dino.js';
+import { IbotPatchLoss, maskedTokens } from '../losses/ibot.js';
+import { koleoLoss } from '../losses/koleo.js';
+import { coralBayEncoderForward } from '../models/swin3d/coralbay-encoder.js';
+import { paramShapes, stageWidth, type ModelConfig } from '../models/swin3d/config.js';
+import { initWeights } from '../models/swin3d/init.js';
+import { DinoHead } from '../nn/dino-head.js';
+import { add } from '../ops/binary.js';
+import { matmul } from '../ops/matmul.js';
+import { scale } from '../ops/pointwise.js';
+import { permute, reshape } from '../ops/shape.js';
+import { backward, releaseGraph, zeroGrad } from '../tensor/backward.js';
+import { tensor } from '../tensor/create.js';
+import { zeros } from '../tensor/fill.js';
+import { noGrad } from '../tensor/grad-mode.js';
+import { keep, tidy, type Tensor } from '../tensor/tensor.js';
+import { AdamW, dinoParamGroups } from './adamw.js';
+import { emaUpdate } from './ema.js';
+import { GradClipper, type ClipMode } from './grad-clip.js';
+import { poolMask, type Grid3 } from './masking.js';
+import { DinoSchedules, type DinoScheduleConfig } from './schedules.js';
+
+export interface DinoTrainerOptions {
+  model: ModelConfig;
+  /** Images per step (each gives `globals` + `locals` crops). */
+  batch: number;
+  globals: number;
+  locals: number;
+  globalSide: number;
+  localSide: number;
+  prototypes: number;
+  headHidden: number;
+  bottleneck: number;
+  studentTemp: number;
+  centerMomentum: number;
+  centering: 'centre' | 'sinkhorn';
+  ibotWeight: number;
+  koleoWeight: number;
+  clip: number;
+  clipMode: ClipMode;
+  schedules: DinoScheduleConfig;
+  seed: number;
+}
+
+/** One step's crops: view-major (row v·B + b), values in [0, 1]; one mask per global row. */
+export interface DinoBatch {
+  globals: Float32Array;
+  locals: Float32Array;
+  /** On the patch-embed grid (globalSide / 2 per axis), 1 = masked. */
+  masks: Uint8Array[];
+}
+
+export interface DinoStepResult {
+  step: number;
+  /** False when a loss or gradient was not finite: the step was skipped. */
+  applied: boolean;
+  loss: number;
+  dino: number;
+  ibot: number;
+  koleo: number;
+  gradNorm: number;
+  lr: number;
+  weightDecay: number;
+  teacherTemp: number;
+  teacherMomentum: number;
+  /** Mean entropy of the teacher's DINO distributions, and how many prototypes are someone's argmax. */
+  teacherEntropy: number;
+  teacherArgmaxUnique: number;
+  maskedTokens: number;
+  nonFinite?: string[];
+}
+
+interface Net {
+  encoder: Map<string, Tensor>;
+  dinoHead: DinoHead;
+  ibotHead: DinoHead;
+}
+
+export class DinoTrainer {
+  readonly schedules: DinoSchedules;
+  readonly student: Net;
+  readonly teacher: Net;
+  readonly maskToken: Tensor;
+  readonly dinoLoss: DinoLoss;
+  readonly ibotLoss: IbotPatchLoss;
+  readonly optimizer: AdamW;
+  private readonly clipper: GradClipper;
+  private readonly named: [string, Tensor][];
+  readonly patchGrid: Grid3;
+
+  constructor(
+    readonly rt: Runtime,
+    readonly o: DinoTrainerOptions,
+  ) {
+    const fs = o.model.featureSize;
+    if (o.model.kind !== 'coralbay-encoder') throw new ReefError(`pretraining needs a CoralBay encoder preset, got ${o.model.kind}`);
+    if (o.globals !== 2) throw new ReefError(`DINO pairs two global crops; got ${o.globals}`);
+    if (o.batch < 2 && o.koleoWeight > 0) throw new ReefError(`KoLeo needs a neighbour: batch ${o.batch} must be at least 2 (or set the KoLeo weight to 0)`);
+    if (o.globalSide % 32 !== 0) throw new ReefError(`global crops must be multiples of 32 (the CoralBay encoder's maps), got ${o.globalSide}`);
+    this.schedules = new DinoSchedules(o.schedules);
+    const side = o.globalSide / (o.model.patch ?? 2);
+    this.patchGrid = [side, side, side];
+    const build = (requiresGrad: boolean): Net => {
+      const head = (inDim: number, seed: number) => new DinoHead(rt, { inDim, outDim: o.prototypes, hiddenDim: o.headHidden, bottleneckDim: o.bottleneck, seed });
+      const net: Net = {
+        encoder: initWeights(rt, paramShapes(o.model), o.seed, requiresGrad),
+        dinoHead: head(24 * fs, o.seed + 101),
+        ibotHead: head(stageWidth(o.model, 3), o.seed + 202),
+      };
+      if (!requiresGrad) for (const [, t] of headParams(net)) t.requiresGrad = false;
+      return net;
+    };
+    // The teacher starts as an exact copy of the student (same seeds), then follows it by EMA.
+    this.student = build(true);
+    this.teacher = build(false);
+    this.maskToken = keep(zeros(rt, [fs], { requiresGrad: true, name: 'mask_token' }));
+    this.dinoLoss = new DinoLoss(rt, { outDim: o.prototypes, studentTemp: o.studentTemp, centerMomentum: o.centerMomentum, globalCrops: o.globals });
+    this.ibotLoss = new IbotPatchLoss(rt, { outDim: o.prototypes, studentTemp: o.studentTemp, centerMomentum: o.centerMomentum });
+    this.named = [...this.student.encoder.entries(), ...headParams(this.student), ['mask_token', this.maskToken]];
+    this.optimizer = new AdamW(dinoParamGroups(this.named), { decays: 'ndim>1-not-bias' });
+    this.clipper = new GradClipper(rt, { maxNorm: o.clip, mode: o.clipMode });
+  }
+
+  /** Student parameters by name (encoder in MONAI names, heads under dino_head./ibot_head.). */
+  get parameters(): readonly [string, Tensor][] {
+    return this.named;
+  }
+
+  /** Every tensor of the training state, by name: student, teacher, optimizer moments, centres. */
+  stateTensors(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    for (const [n, t] of this.named) out.set(`student.${n}`, t);
+    for (const [n, t] of [...this.teacher.encoder.entries(), ...headParams(this.teacher)]) out.set(`teacher.${n}`, t);
+    for (const [n, t] of Object.entries(this.optimizer.stateTensors())) out.set(`optimizer.${n}`, t);
+    out.set('dino_center', this.dinoLoss.center);
+    out.set('ibot_center', this.ibotLoss.center);
+    return out;
+  }
+
+  /** The host side of the training state (JSON): the optimizer's counters. */
+  stateMeta(): { optimizer: ReturnType<AdamW['stateMeta']> } {
+    return { optimizer: this.optimizer.stateMeta() };
+  }
+
+  /**
+   * Restores what stateTensors() and stateMeta() saved: every tensor by name, as f32 host values.
+   * Names or sizes that do not match fail before anything is written.
+   */
+  loadState(meta: ReturnType<DinoTrainer['stateMeta']>, values: (name: string) => Float32Array | undefined): void {
+    const targets = this.stateTensors();
+    const writes: [Tensor, Float32Array][] = [];
+    const moments: Record<string, Float32Array> = {};
+    for (const [name, t] of targets) {
+      const v = values(name);
+      if (!v) throw new ReefError(`checkpoint: tensor '${name}' is missing`);
+      if (v.length !== t.size) throw new ReefError(`checkpoint: '${name}' has ${v.length} values, ${t.describe()} needs ${t.size}`);
+      if (name.startsWith('optimizer.')) moments[name.slice('optimizer.'.length)] = v;
+      else writes.push([t, v]);
+    }
+    this.optimizer.loadState(meta.optimizer, moments);
+    for (const [t, v] of writes) this.rt.write(t.buffer, v);
+  }
+
+  /** One training step on `batch`; `step` indexes the schedules (0-based). */
+  async step(step: number, batch: DinoBatch): Promise<DinoStepResult> {
+    const rt = this.rt;
+    const o = this.o;
+    const s = this.schedules.at(step);
+    const B = o.batch;
+    const G = o.globals * B;
+    const L = o.locals * B;
+    if (batch.globals.length !== G * o.globalSide ** 3 || batch.locals.length !== L * o.localSide ** 3 || batch.masks.length !== G) {
+      throw new ReefError(`DinoTrainer.step: the batch does not hold ${G} global crops of ${o.globalSide}³, ${L} local crops of ${o.localSide}³ and ${G} masks`);
+    }
+    const globals = tensor(rt, batch.globals, [G, 1, o.globalSide, o.globalSide, o.globalSide], { name: 'globals' });
+    const locals = L > 0 ? tensor(rt, batch.locals, [L, 1, o.localSide, o.localSide, o.localSide], { name: 'locals' }) : null;
+    const maskValues = new Float32Array(G * this.patchGrid[0] * this.patchGrid[1] * this.patchGrid[2]);
+    batch.masks.forEach((m, i) => maskValues.set(m, i * m.length));
+    const patchMask = tensor(rt, maskValues, [G, ...this.patchGrid, 1], { name: 'ibot_mask' });
+    // The loss reads stage-3 tokens: the mask max-pooled by 8 (three merges).
+    const pooled = batch.masks.map((m) => poolMask(m, this.patchGrid, 8));
+    const tokens = maskedTokens(pooled.map((p) => p.mask));
+    const perImage = pooled[0]!.mask.length;
+    const select = tokens.positions.length > 0 ? selectionMatrix(rt, tokens.positions, G * perImage) : null;
+    const weights = this.ibotLoss.weightsTensor(tokens);
+    const owned: Tensor[] = [globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : [])];
+    const cfg = { ...o.model };
+    try {
+      // Teacher: globals only, no graph.
+      const teacherOut = noGrad(() =>
+        tidy(() => {
+          const out = coralBayEncoderForward(globals, lookup(this.teacher.encoder), cfg);
+          const dinoLogits = this.teacher.dinoHead.forward(out.embedding);
+          const ibotLogits = select ? this.teacher.ibotHead.forward(matmul(select, stageTokens(out.maps[4]!))) : null;
+          const q = o.centering === 'sinkhorn' ? this.dinoLoss.teacherSinkhorn(dinoLogits, s.teacherTemp) : this.dinoLoss.teacherSoftmax(dinoLogits, s.teacherTemp);
+          const qi = ibotLogits ? (o.centering === 'sinkhorn' ? this.ibotLoss.teacherSinkhorn(ibotLogits, s.teacherTemp) : this.ibotLoss.teacherSoftmax(ibotLogits, s.teacherTemp)) : null;
+          for (const t of [...out.hidden, ...out.maps]) t.dispose();
+          out.embedding.dispose();
+          return { dinoLogits, ibotLogits, q, qi };
+        }),
+      );
+      owned.push(...[teacherOut.dinoLogits, teacherOut.q, teacherOut.ibotLogits, teacherOut.qi].filter((t): t is Tensor => t !== null));
+
+      // Student: masked globals and the locals, one graph.
+      const terms = tidy(() => {
+        const W = lookup(this.student.encoder);
+        const g = coralBayEncoderForward(globals, W, { ...cfg, mask: { patches: patchMask, token: this.maskToken } });
+        const l = locals ? coralBayEncoderForward(locals, W, { ...cfg, anySide: true }) : null;
+        const views = [this.student.dinoHead.forward(g.embedding), ...(l ? [this.student.dinoHead.forward(l.embedding)] : [])];
+        const dino = this.dinoLoss.forward(views, teacherOut.q);
+        const ibot = select && teacherOut.qi ? this.ibotLoss.forward(this.student.ibotHead.forward(matmul(select, stageTokens(g.maps[4]!))), teacherOut.qi, weights) : zeros(rt, []);
+        const koleo = o.koleoWeight > 0 ? koleoLoss(g.embedding, { group: B }) : zeros(rt, []);
+        const loss = add(add(dino, scale(ibot, o.ibotWeight)), scale(koleo, o.koleoWeight));
+        // Outputs the loss does not read (the locals' hs3, say) hold tape nodes backward never
+        // reaches: kept here so their graphs can be freed after it.
+        const outputs = [g, ...(l ? [l] : [])].flatMap((r) => [...r.hidden, ...r.maps, r.embedding]);
+        return [loss, dino, ibot, koleo, ...new Set(outputs)];
+      });
+      owned.push(...terms);
+      const [loss] = terms as [Tensor, Tensor, Tensor, Tensor];
+      backward(loss);
+      for (const t of terms) releaseGraph(t);
+      const control = this.clipper.record(this.optimizer.params);
+      this.optimizer.update({ lr: s.lr, weightDecay: s.weightDecay, lrScales: { last_layer: s.lastLayerLrScale }, control });
+      const stats = await this.clipper.read();
+      const values = await Promise.all(terms.slice(0, 4).map((t) => t.read()));
+      const [lossV, dinoV, ibotV, koleoV] = values.map((v) => v[0]!) as [number, number, number, number];
+      const applied = stats.finite && Number.isFinite(lossV);
+      if (applied) {
+        noGrad(() => {
+          emaUpdate([...this.teacher.encoder.values(), ...headParams(this.teacher).map((p) => p[1])], [...this.student.encoder.values(), ...headParams(this.student).map((p) => p[1])], s.teacherMomentum);
+          this.dinoLoss.updateCenter(teacherOut.dinoLogits);
+          if (teacherOut.ibotLogits) this.ibotLoss.updateCenter(teacherOut.ibotLogits);
+        });
+      } else {
+        this.optimizer.undoStep();
+      }
+      zeroGrad(this.named.map((p) => p[1]));
+      const q = await teacherOut.q.read();
+      const { entropy, unique } = distributionStats(q, o.prototypes);
+      return {
+        step,
+        applied,
+        loss: lossV,
+        dino: dinoV,
+        ibot: ibotV,
+        koleo: koleoV,
+        gradNorm: stats.norm,
+        lr: s.lr,
+        weightDecay: s.weightDecay,
+        teacherTemp: s.teacherTemp,
+        teacherMomentum: s.teacherMomentum,
+        teacherEntropy: entropy,
+        teacherArgmaxUnique: unique,
+        maskedTokens: tokens.positions.length,
+        ...(applied ? {} : { nonFinite: Number.isFinite(lossV) ? stats.nonFiniteTensors.map((i) => this.nameOf(this.optimizer.params[i]!)) : ['loss'] }),
+      };
+    } finally {
+      for (const t of owned) t.dispose();
+    }
+  }
+
+  private nameOf(t: Tensor): string {
+    return this.named.find((p) => p[1] === t)?.[0] ?? t.name ?? '?';
+  }
+
+  dispose(): void {
+    for (const net of [this.student, this.teacher]) {
+      for (const t of net.encoder.values()) t.dispose();
+      for (const [, t] of headParams(net)) t.dispose();
+    }
+    this.maskToken.dispose();
+    this.optimizer.dispose();
+    this.clipper.dispose();
+    this.dinoLoss.dispose();
+    this.ibotLoss.dispose();
+    for (const p of this.named) {
+      p[1].grad?.dispose();
+      p[1].grad = null;
+    }
+  }
+}
+
+function lookup(m: Map<string, Tensor>): (name: string) => Tensor {
+  return (name) => {
+    const t = m.get(name);
+    if (!t) throw new ReefError(`no weight '${name}'`);
+    return t;
+  };
+}
+
+function headParams(net: Net): [string, Tensor][] {
+  return [
+    ...net.dinoHead.namedParameters().map(([n, t]): [string, Tensor] => [`dino_head.${n}`, t]),
+    ...net.ibotHead.namedParameters().map(([n, t]): [string, Tensor] => [`ibot_head.${n}`, t]),
+  ];
+}
+
+/** Channels-first stage map [B, C, d, h, w] → token rows [B·d·h·w, C]. */
+function stageTokens(map: Tensor): Tensor {
+  const [B, C, d, h, w] = map.shape as [number, number, number, number, number];
+  return reshape(permute(map, [0, 2, 3, 4, 1]), [B * d * h * w, C]);
+}
+
+/** One-hot rows picking `positions` out of `total` rows: a gather whose backward is the matmul's. */
+function selectionMatrix(rt: Runtime, positions: Int32Array, total: number): Tensor {
+  const m = new Float32Array(positions.length * total);
+  positions.forEach((p, i) => {
+    m[i * total + p] = 1;
+  });
+  return tensor(rt, m, [positions.length, total], { name: 'ibot_select' });
+}
+
+/** Mean entropy (nats) of probability rows, and the number of distinct argmax prototypes. */
+export function distributionStats(q: Float32Array, K: number): { entropy: number; unique: number } {
+  const rows = q.length / K;
+  let entropy = 0;
+  const seen = new Set<number>();
+  for (let r = 0; r < rows; r++) {
+    let h = 0;
+    let best = 0;
+    for (let k = 0; k < K; k++) {
+      const p = q[r * K + k]!;
+      if (p > 0) h -= p * Math.log(p);
+      if (p > q[r * K + best]!) best = k;
+    }
+    entropy += h;
+    seen.add(best);
+  }
+  return { entropy: entropy / rows, unique: seen.size };
+}
