@@ -14,12 +14,12 @@
 import type { Runtime } from '../src/gpu/runtime.js';
 import { fmtBytes } from '../src/gpu/errors.js';
 import { windowAndShift } from '../src/models/swin3d/window-geometry.js';
-import { windowAttention3d, windowAttentionVariant, type WindowAttention3dArgs } from '../src/ops/window-attention3d.js';
+import { windowAttention3d, windowAttentionVariant } from '../src/ops/window-attention3d.js';
 import { backward, zeroGrad } from '../src/tensor/backward.js';
 import { randn } from '../src/tensor/create.js';
 import { noGrad } from '../src/tensor/grad-mode.js';
 import type { Tensor } from '../src/tensor/tensor.js';
-import { materialisedConstants, materialisedWindowAttention3d, type MaterialisedConstants } from './materialised-attention.js';
+import { materialisedConstants, materialisedWindowAttention3d, type MaterialisedConstants, type SeparateQkvArgs } from './materialised-attention.js';
 import { textTable } from './report.js';
 import { median } from './timing.js';
 
@@ -83,7 +83,7 @@ export async function runAttentionBench(rt: Runtime, opts: AttentionBenchOptions
   try {
     for (const s of [0, 3]) {
       const ws = windowAndShift([g, g, g], [7, 7, 7], [s, s, s]);
-      const args: WindowAttention3dArgs = { q, k, v, qkvBias, table, heads: HEADS, window: ws.window, shift: ws.shift, configuredWindow: [7, 7, 7] };
+      const args: SeparateQkvArgs = { q, k, v, qkvBias, table, heads: HEADS, window: ws.window, shift: ws.shift, configuredWindow: [7, 7, 7] };
       const consts = materialisedConstants(args);
       try {
         const n = ws.window[0] * ws.window[1] * ws.window[2];

@@ -37,7 +37,10 @@ import { BYTES_PER_ELEMENT, tidy, type DType, type Tensor } from '../src/tensor/
 
 type Vec3 = readonly [number, number, number];
 
-export interface MaterialisedAttentionArgs extends WindowAttention3dArgs {
+/** The baseline takes q, k and v as three tensors. */
+export type SeparateQkvArgs = WindowAttention3dArgs & Required<Pick<WindowAttention3dArgs, 'q' | 'k' | 'v'>>;
+
+export interface MaterialisedAttentionArgs extends SeparateQkvArgs {
   /** Geometry constants from `materialisedConstants` (else built and freed inside the call). */
   constants?: MaterialisedConstants;
   /** Windows per score chunk (default: as many as one storage binding holds). Ignored with `constants`. */
@@ -81,7 +84,7 @@ interface Geometry {
   dtype: DType;
 }
 
-function geometryOf(a: WindowAttention3dArgs): Geometry {
+function geometryOf(a: SeparateQkvArgs): Geometry {
   const { q, k, v, heads, window: win, shift } = a;
   const cfg = a.configuredWindow ?? [7, 7, 7];
   if (q.ndim !== 5) throw new ReefError(`materialisedWindowAttention3d: q ${q.describe()} must be [B, D, H, W, C]`);
@@ -111,7 +114,7 @@ const keyOf = (g: Geometry, perChunk: number) =>
   `${g.dtype} [${g.B},${g.D},${g.H},${g.W},${g.C}] heads ${g.heads} window [${g.win}] shift [${g.shift}] chunk ${perChunk}`;
 
 /** Windows per score chunk: as many as keep one [g, heads, n, n] tensor within a storage binding. */
-export function defaultWindowsPerChunk(rt: Runtime, a: WindowAttention3dArgs): number {
+export function defaultWindowsPerChunk(rt: Runtime, a: SeparateQkvArgs): number {
   const g = geometryOf(a);
   const limit = Math.min(rt.caps.maxStorageBufferBindingSize, rt.caps.maxBufferSize);
   const perWindow = g.heads * g.n * g.n * BYTES_PER_ELEMENT[g.dtype];

@@ -30,6 +30,9 @@ struct Params {
   nww: u32, sd: u32, sh: u32, sw: u32,
   Dp: u32, Hp: u32, Wp: u32, cz: u32,
   cy: u32, cx: u32, rows: u32, scale: f32,
+  // q, k, v rows: ld elements apart, k and v partStep after q (C and 0 for three tensors;
+  // 3C and C when all three are read from the qkv projection's output in place).
+  ld: u32, partStep: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<T>;
@@ -91,7 +94,7 @@ fn loadQ(src: i32, h: u32) -> array<f32, HD> {
   var r: array<f32, HD>;
   for (var e = 0u; e < HD; e++) { r[e] = 0.0; }  // explicit: lavapipe keeps a loop-local var's old value
   for (var e = 0u; e < HD; e++) {
-    if (src >= 0) { r[e] = f32(q[u32(src) * p.C + h * HD + e]); } else { r[e] = f32(qkvBias[h * HD + e]); }
+    if (src >= 0) { r[e] = f32(q[u32(src) * p.ld + h * HD + e]); } else { r[e] = f32(qkvBias[h * HD + e]); }
   }
   return r;
 }
@@ -100,7 +103,7 @@ fn loadK(src: i32, h: u32) -> array<f32, HD> {
   var r: array<f32, HD>;
   for (var e = 0u; e < HD; e++) { r[e] = 0.0; }  // explicit: lavapipe keeps a loop-local var's old value
   for (var e = 0u; e < HD; e++) {
-    if (src >= 0) { r[e] = f32(k[u32(src) * p.C + h * HD + e]); } else { r[e] = f32(qkvBias[p.C + h * HD + e]); }
+    if (src >= 0) { r[e] = f32(k[u32(src) * p.ld + p.partStep + h * HD + e]); } else { r[e] = f32(qkvBias[p.C + h * HD + e]); }
   }
   return r;
 }
@@ -109,7 +112,7 @@ fn loadV(src: i32, h: u32) -> array<f32, HD> {
   var r: array<f32, HD>;
   for (var e = 0u; e < HD; e++) { r[e] = 0.0; }  // explicit: lavapipe keeps a loop-local var's old value
   for (var e = 0u; e < HD; e++) {
-    if (src >= 0) { r[e] = f32(v[u32(src) * p.C + h * HD + e]); } else { r[e] = f32(qkvBias[2u * p.C + h * HD + e]); }
+    if (src >= 0) { r[e] = f32(v[u32(src) * p.ld + 2u * p.partStep + h * HD + e]); } else { r[e] = f32(qkvBias[2u * p.C + h * HD + e]); }
   }
   return r;
 }

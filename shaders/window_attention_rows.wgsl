@@ -26,6 +26,9 @@ struct Params {
   nww: u32, sd: u32, sh: u32, sw: u32,
   Dp: u32, Hp: u32, Wp: u32, cz: u32,
   cy: u32, cx: u32, rows: u32, scale: f32,
+  // q, k, v rows: ld elements apart, k and v partStep after q (C and 0 for three tensors;
+  // 3C and C when all three are read from the qkv projection's output in place).
+  ld: u32, partStep: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<T>>;
@@ -67,7 +70,7 @@ fn source(b: u32, P: vec3u) -> i32 {
 fn load4(part: u32, src: i32, h: u32, e4: u32) -> vec4f {
   let col = (h * H4 + e4);
   if (src < 0) { return vec4f(qkvBias[part * (p.C / 4u) + col]); }
-  let at = u32(src) * (p.C / 4u) + col;
+  let at = u32(src) * (p.ld / 4u) + part * (p.partStep / 4u) + col;
   if (part == 0u) { return vec4f(q[at]); }
   if (part == 1u) { return vec4f(k[at]); }
   return vec4f(v[at]);

@@ -17,6 +17,7 @@ import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { grid1d, gridRows } from './geometry.js';
 import { cast } from './cast.js';
 import { sum } from './reduce.js';
+import { concat, reshape, slice } from './shape.js';
 
 export const WINDOW_ATTENTION: ShaderFile = { name: 'window_attention', code };
 export const WINDOW_ATTENTION_ROWS: ShaderFile = { name: 'window_attention_rows', code: rowsCode };
@@ -42,9 +43,14 @@ type Vec3 = readonly [number, number, number];
 
 export interface WindowAttention3dArgs {
   /** [B, D, H, W, heads·hd] each, channels-last, at the unpadded positions. */
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
+  q?: Tensor;
+  k?: Tensor;
+  v?: Tensor;
+  /**
+   * Or the qkv projection's output [B, D, H, W, 3·heads·hd] itself: the forward reads q, k and v in
+   * place (no copies); the backward returns its gradient in the same layout.
+   */
+  qkv?: Tensor;
   /** [3C]: the q, k, v of padded positions. */
   qkvBias: Tensor;
   /** [(2cz−1)(2cy−1)(2cx−1), heads] relative-position bias table of the configured window. */
@@ -71,15 +77,24 @@ export function windowAttentionVariant(rt: Tensor['rt'], hd: number, C: number, 
 }
 
 export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
-  const { q, k, v, qkvBias, table, heads, window: win, shift } = a;
+  const { qkvBias, table, heads, window: win, shift } = a;
   const cfg = a.configuredWindow ?? [7, 7, 7];
-  if (q.ndim !== 5) throw new ReefError(`windowAttention3d: q ${q.describe()} must be [B, D, H, W, C]`);
-  const [B, D, H, W, C] = q.shape as [number, number, number, number, number];
-  for (const t of [k, v]) {
+  const packed = a.qkv ?? null;
+  if (packed ? a.q || a.k || a.v : !(a.q && a.k && a.v)) throw new ReefError('windowAttention3d: give either q, k and v, or qkv');
+  // `q` stands for the input whose shape and type everything follows.
+  const q = packed ?? a.q!;
+  if (q.ndim !== 5) throw new ReefError(`windowAttention3d: ${packed ? 'qkv' : 'q'} ${q.describe()} must be [B, D, H, W, ${packed ? '3C' : 'C'}]`);
+  if (packed && q.shape[4]! % 3 !== 0) throw new ReefError(`windowAttention3d: qkv ${q.describe()} must have 3C channels`);
+  const [B, D, H, W] = q.shape as [number, number, number, number, number];
+  const C = packed ? q.shape[4]! / 3 : q.shape[4]!;
+  const outShape = [B, D, H, W, C];
+  for (const t of packed ? [] : [a.k!, a.v!]) {
     if (t.ndim !== 5 || t.shape.some((d, i) => d !== q.shape[i]) || t.dtype !== q.dtype) {
       throw new ReefError(`windowAttention3d: ${t.describe()} must match q ${q.describe()}`);
     }
   }
+  const [qIn, kIn, vIn] = packed ? [packed, packed, packed] : [a.q!, a.k!, a.v!];
+  const layout = packed ? { ld: 3 * C, partStep: C } : { ld: C, partStep: 0 };
   if (!Number.isInteger(heads) || heads <= 0 || C % heads !== 0) throw new ReefError(`windowAttention3d: ${C} channels do not split into ${heads} heads`);
   const hd = C / heads;
   const tableRows = (2 * cfg[0] - 1) * (2 * cfg[1] - 1) * (2 * cfg[2] - 1);
@@ -108,7 +123,7 @@ export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
   const TK = hd <= 16 ? 64 : hd <= 32 ? 32 : 16;
   const consts = { WG, HD: hd, NMAX: cfg[0] * cfg[1] * cfg[2], TABLE: tableRows, TK }; // one pipeline for every stage window
   const bytes = BYTES_PER_ELEMENT[q.dtype];
-  const out = empty(rt, q.shape, q.dtype, 'window_attention');
+  const out = empty(rt, outShape, q.dtype, 'window_attention');
   const lse = empty(rt, [rows, n], 'f32', 'window_attention_lse');
   const variant = windowAttentionVariant(rt, hd, C, a.variant);
   if (rows > 0 && variant === 'rows') {
@@ -117,26 +132,36 @@ export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
     const chunks = Math.ceil(n / (WG_ROWS * tq));
     rt.dispatch({
       kernel: { shader: WINDOW_ATTENTION_ROWS, entry: 'main', elem: q.dtype, consts: { WG: WG_ROWS, H4: hd / 4, TQ: tq } },
-      buffers: { q: q.buffer, k: k.buffer, v: v.buffer, qkvBias: qkvBias.buffer, table: table.buffer, o: out.buffer, lse: lse.buffer },
-      params,
+      buffers: { q: qIn.buffer, k: kIn.buffer, v: vIn.buffer, qkvBias: qkvBias.buffer, table: table.buffer, o: out.buffer, lse: lse.buffer },
+      params: { ...params, ...layout },
       workgroups: gridRows(rows * chunks, rt.caps.maxWorkgroupsPerDimension),
-      work: { flops: 4 * rows * n * n * (hd + 2), bytes: 4 * q.size * bytes },
+      work: { flops: 4 * rows * n * n * (hd + 2), bytes: 4 * out.size * bytes },
     });
   } else if (rows > 0) {
     rt.dispatch({
       kernel: { shader: WINDOW_ATTENTION, entry: 'forward', elem: q.dtype, consts },
-      buffers: { q: q.buffer, k: k.buffer, v: v.buffer, qkvBias: qkvBias.buffer, table: table.buffer, o: out.buffer, lse: lse.buffer },
-      params,
+      buffers: { q: qIn.buffer, k: kIn.buffer, v: vIn.buffer, qkvBias: qkvBias.buffer, table: table.buffer, o: out.buffer, lse: lse.buffer },
+      params: { ...params, ...layout },
       workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
-      work: { flops: 4 * rows * n * n * (hd + 2), bytes: 4 * q.size * bytes },
+      work: { flops: 4 * rows * n * n * (hd + 2), bytes: 4 * out.size * bytes },
     });
   }
-  const res = record('windowAttention3d', out, [q, k, v, qkvBias, table], [q, k, v, qkvBias, table, out, lse], (g, saved) =>
+  const inputs = packed ? [packed, qkvBias, table] : [a.q!, a.k!, a.v!, qkvBias, table];
+  const res = record('windowAttention3d', out, inputs, [...inputs, out, lse], (g, saved) =>
     noGrad(() => {
-      const [qs, ks, vs, bs, ts, os, ls] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
-      const dq = empty(rt, q.shape, q.dtype, 'window_attention_dq');
-      const dk = empty(rt, q.shape, q.dtype, 'window_attention_dk');
-      const dv = empty(rt, q.shape, q.dtype, 'window_attention_dv');
+      // A packed qkv is cut into q, k, v for the backward (its kernels read three tensors).
+      const cut = (i: number) => {
+        const part = slice(saved[0]!, [0, 0, 0, 0, i * C], [B, D, H, W, (i + 1) * C]);
+        const view = reshape(part, outShape);
+        part.dispose();
+        return view;
+      };
+      const parts = packed ? [0, 1, 2].map(cut) : saved.slice(0, 3);
+      const [qs, ks, vs] = parts as [Tensor, Tensor, Tensor];
+      const [bs, ts, os, ls] = saved.slice(packed ? 1 : 3) as [Tensor, Tensor, Tensor, Tensor];
+      const dq = empty(rt, outShape, q.dtype, 'window_attention_dq');
+      const dk = empty(rt, outShape, q.dtype, 'window_attention_dk');
+      const dv = empty(rt, outShape, q.dtype, 'window_attention_dv');
       let dtable: Tensor;
       let dbias: Tensor;
       if (variant === 'rows' && cfg[2] <= 8) { // its kernels hold one configured-window row of ≤ 8 tokens per lane
@@ -151,9 +176,9 @@ export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
               q: qs.buffer, k: ks.buffer, v: vs.buffer, qkvBias: bs.buffer, table: ts.buffer, o: os.buffer, lse: ls.buffer,
               dOut: g.buffer, dq: dq.buffer, dk: dk.buffer, dv: dv.buffer, dtablePart: dtablePart.buffer, dbiasPart: dbiasPart.buffer,
             },
-            params,
+            params: { ...params, ld: C, partStep: 0 },
             workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
-            work: { flops: 12 * rows * n * n * (hd + 2), bytes: 8 * q.size * bytes },
+            work: { flops: 12 * rows * n * n * (hd + 2), bytes: 8 * out.size * bytes },
           });
         }
         dtable = sum(dtablePart, [0]);
@@ -168,7 +193,13 @@ export function windowAttention3d(a: WindowAttention3dArgs): Tensor {
         t.dispose();
         return null;
       };
-      return [keep(dq, q.requiresGrad), keep(dk, k.requiresGrad), keep(dv, v.requiresGrad), keep(dbias, qkvBias.requiresGrad), keep(dtable, table.requiresGrad)];
+      if (packed) {
+        for (const t of parts) t.dispose();
+        const dqkv = packed.requiresGrad ? concat([dq, dk, dv], 4) : null;
+        for (const t of [dq, dk, dv]) t.dispose();
+        return [dqkv, keep(dbias, qkvBias.requiresGrad), keep(dtable, table.requiresGrad)];
+      }
+      return [keep(dq, a.q!.requiresGrad), keep(dk, a.k!.requiresGrad), keep(dv, a.v!.requiresGrad), keep(dbias, qkvBias.requiresGrad), keep(dtable, table.requiresGrad)];
     }),
   );
   lse.dispose();

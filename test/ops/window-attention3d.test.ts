@@ -170,6 +170,44 @@ describe.each(WINDOW_ATTENTION_VARIANTS)('windowAttention3d (%s kernels)', (vari
       for (let i = 0; i < 5; i++) expect(Buffer.from(runs[0]![i]!.buffer).equals(Buffer.from(runs[1]![i]!.buffer))).toBe(true);
     });
   });
+
+  it('q, k, v read in place from the packed qkv projection: output and gradients bitwise those of three tensors', async () => {
+    const size = [2, 9, 3, 8];
+    const C = 8;
+    const shape = [...size, C];
+    const ws = windowAndShift([9, 3, 8], [7, 7, 7], [3, 3, 3]);
+    const geo: Geo = { heads: 2, win: ws.window, shift: ws.shift, cfg: [7, 7, 7] };
+    const xs = inputs(shape, 2, 91);
+    const g = randnT(shape, makeRng(92));
+    const tokens = xs[0]!.data.length / C;
+    const packed = arr([...size, 3 * C]);
+    for (let t = 0; t < tokens; t++) for (let p = 0; p < 3; p++) packed.data.set(xs[p]!.data.subarray(t * C, (t + 1) * C), t * 3 * C + p * C);
+    await expectNoLeak(rt, async () => {
+      const sep = xs.map((x) => upload(rt, x, { requiresGrad: true }));
+      const qkv = [packed, xs[3]!, xs[4]!].map((x) => upload(rt, x, { requiresGrad: true }));
+      const gt = upload(rt, g);
+      const outSep = gpuOp(geo, variant)(sep);
+      const outPacked = windowAttention3d({ qkv: qkv[0]!, qkvBias: qkv[1]!, table: qkv[2]!, heads: 2, window: geo.win, shift: geo.shift, configuredWindow: geo.cfg, variant });
+      expect([...outPacked.shape]).toEqual(shape);
+      const same = (a: Float64Array, b: Float64Array) => Buffer.from(a.buffer).equals(Buffer.from(b.buffer));
+      expect(same(await download(outPacked), await download(outSep))).toBe(true);
+      backward(outSep, gt);
+      backward(outPacked, gt);
+      const dSep = await Promise.all(sep.map((t) => download(t.grad!)));
+      const dPacked = await Promise.all(qkv.map((t) => download(t.grad!)));
+      const joined = new Float64Array(packed.data.length);
+      for (let t = 0; t < tokens; t++) for (let p = 0; p < 3; p++) joined.set(dSep[p]!.subarray(t * C, (t + 1) * C), t * 3 * C + p * C);
+      expect(same(dPacked[0]!, joined)).toBe(true);
+      expect(same(dPacked[1]!, dSep[3]!)).toBe(true);
+      expect(same(dPacked[2]!, dSep[4]!)).toBe(true);
+      for (const t of [...sep, ...qkv]) {
+        t.grad!.dispose();
+        t.grad = null;
+        t.dispose();
+      }
+      for (const t of [outSep, outPacked, gt]) t.dispose();
+    });
+  });
 });
 
 describe('windowAttention3d', () => {

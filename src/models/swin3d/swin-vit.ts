@@ -11,7 +11,7 @@ import { layerNorm } from '../../ops/layernorm.js';
 import { matmul } from '../../ops/matmul.js';
 import { mergeGather3d, type MergeOrder } from '../../ops/patch-merge.js';
 import { gelu, scale } from '../../ops/pointwise.js';
-import { permute, reshape, slice } from '../../ops/shape.js';
+import { permute, reshape } from '../../ops/shape.js';
 import { windowAttention3d } from '../../ops/window-attention3d.js';
 import { patchEmbed3d } from '../../nn/patch-embed3d.js';
 import { unetResBlock } from '../../nn/unet-res-block.js';
@@ -60,9 +60,9 @@ export function swinBlock(x: Tensor, W: WeightLookup, p: string, heads: number, 
     const C = x.shape[4]!;
     const N = x.size / C;
     const h = reshape(layerNorm(x, W(`${p}.norm1.weight`), W(`${p}.norm1.bias`)), [N, C]);
-    const qkv = linear(h, W, `${p}.attn.qkv`);
-    const part = (i: number) => reshape(slice(qkv, [0, i * C], [N, (i + 1) * C]), x.shape);
-    const attn = windowAttention3d({ q: part(0), k: part(1), v: part(2), qkvBias: W(`${p}.attn.qkv.bias`), table: W(`${p}.attn.relative_position_bias_table`), heads, window, shift, configuredWindow: configured });
+    // The attention reads q, k and v straight from the projection's [N, 3C] rows.
+    const qkv = reshape(linear(h, W, `${p}.attn.qkv`), [...x.shape.slice(0, 4), 3 * C]);
+    const attn = windowAttention3d({ qkv, qkvBias: W(`${p}.attn.qkv.bias`), table: W(`${p}.attn.relative_position_bias_table`), heads, window, shift, configuredWindow: configured });
     const x1 = add(x, reshape(linear(reshape(attn, [N, C]), W, `${p}.attn.proj`), x.shape));
     const h2 = reshape(layerNorm(x1, W(`${p}.norm2.weight`), W(`${p}.norm2.bias`)), [N, C]);
     const mlp = linear(gelu(linear(h2, W, `${p}.mlp.linear1`)), W, `${p}.mlp.linear2`);
