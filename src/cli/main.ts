@@ -14,6 +14,8 @@ import { Runtime } from '../gpu/runtime.js';
 import { MATMUL_VARIANTS, type MatmulVariant } from '../ops/matmul.js';
 import { runDemo } from './demo.js';
 import { parseHuWindow, runFeatures } from './features.js';
+import { runPretrain } from './pretrain.js';
+import { parsePretrainArgs, PRETRAIN_USAGE } from './pretrain-args.js';
 import { MERGE_ORDERS, type MergeOrder } from '../ops/patch-merge.js';
 
 const USAGE = `reef — WebGPU engine for volumetric transformers
@@ -24,6 +26,10 @@ commands:
   info                       the WebGPU adapter, its features and limits, and the kernel variants reef picks
   demo [--steps N] [--profile]
                              train a small MLP classifier on the GPU (the end-to-end smoke run)
+  ${PRETRAIN_USAGE}
+                             self-supervised pretraining (DINO + iBOT + KoLeo) of a CoralBay encoder:
+                             progress bar, RUN/metrics.jsonl, RUN/loss.svg, checkpoints, --resume,
+                             RUN/backbone.safetensors for reef features
   features --weights W.safetensors|W.pt --input X.nii[.gz] --out F.safetensors
         [--merging merging|merging-1.5|mergingv2] [--use-v2|--no-use-v2] [--no-normalize]
         [--hu-window lo,hi] [--f16]
@@ -92,6 +98,10 @@ export async function main(argv: string[]): Promise<number> {
       case 'demo': {
         const { values } = parseArgs({ args: rest, options: { steps: { type: 'string', default: '200' }, profile: { type: 'boolean', default: false } } });
         return await withRuntime(values.profile, (rt) => runDemo(rt, { steps: Number(values.steps) }));
+      }
+      case 'pretrain': {
+        const opts = parsePretrainArgs(rest);
+        return await withRuntime(false, (rt) => runPretrain(rt, opts));
       }
       case 'features': {
         const { values } = parseArgs({

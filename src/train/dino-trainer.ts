@@ -79,6 +79,8 @@ export interface DinoStepResult {
   /** Mean entropy of the teacher's DINO distributions, and how many prototypes are someone's argmax. */
   teacherEntropy: number;
   teacherArgmaxUnique: number;
+  /** The teacher's argmax prototype per global crop (collapse shows as one value for all). */
+  teacherArgmax: number[];
   maskedTokens: number;
   nonFinite?: string[];
 }
@@ -250,7 +252,7 @@ export class DinoTrainer {
       }
       zeroGrad(this.named.map((p) => p[1]));
       const q = await teacherOut.q.read();
-      const { entropy, unique } = distributionStats(q, o.prototypes);
+      const { entropy, unique, argmax } = distributionStats(q, o.prototypes);
       return {
         step,
         applied,
@@ -265,6 +267,7 @@ export class DinoTrainer {
         teacherMomentum: s.teacherMomentum,
         teacherEntropy: entropy,
         teacherArgmaxUnique: unique,
+        teacherArgmax: argmax,
         maskedTokens: tokens.positions.length,
         ...(applied ? {} : { nonFinite: Number.isFinite(lossV) ? stats.nonFiniteTensors.map((i) => this.nameOf(this.optimizer.params[i]!)) : ['loss'] }),
       };
@@ -325,10 +328,11 @@ function selectionMatrix(rt: Runtime, positions: Int32Array, total: number): Ten
 }
 
 /** Mean entropy (nats) of probability rows, and the number of distinct argmax prototypes. */
-export function distributionStats(q: Float32Array, K: number): { entropy: number; unique: number } {
+export function distributionStats(q: Float32Array, K: number): { entropy: number; unique: number; argmax: number[] } {
   const rows = q.length / K;
   let entropy = 0;
   const seen = new Set<number>();
+  const argmax: number[] = [];
   for (let r = 0; r < rows; r++) {
     let h = 0;
     let best = 0;
@@ -339,6 +343,7 @@ export function distributionStats(q: Float32Array, K: number): { entropy: number
     }
     entropy += h;
     seen.add(best);
+    argmax.push(best);
   }
-  return { entropy: entropy / rows, unique: seen.size };
+  return { entropy: entropy / rows, unique: seen.size, argmax };
 }

@@ -105,11 +105,12 @@ export class DinoSchedules {
       freezeLastLayerEpochs: 1,
       ...cfg,
     };
-    checkSteps(c.epochs, 'epochs');
+    // A run may end inside an epoch (--steps need not be a multiple of --epoch-steps).
+    if (!(c.epochs > 0 && Number.isFinite(c.epochs))) throw new ReefError(`epochs ${c.epochs} must be a positive number`);
     checkSteps(c.epochSteps, 'epochSteps');
     if (c.epochSteps === 0) throw new ReefError('epochSteps must be positive');
     this.cfg = c;
-    this.totalSteps = c.epochs * c.epochSteps;
+    this.totalSteps = Math.round(c.epochs * c.epochSteps);
     this.peakLr = scaledLr(c.baseLr, c.batchSize, c.lrRefBatch);
     if (this.warmupSteps > this.totalSteps) throw new ReefError(`LR warm-up (${c.warmupEpochs} epochs) is longer than the run (${c.epochs})`);
   }

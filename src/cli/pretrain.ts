@@ -1,0 +1,334 @@
+/**
+ * `reef pretrain`: self-distillation on a folder of CT volumes, with a progress bar, metrics.jsonl,
+ * a loss picture, atomic checkpoints (every K steps, at the end, and on SIGINT/SIGTERM), `--resume`,
+ * and the student backbone exported as MONAI-format safetensors for `reef features`.
+ *
+ * The next step's crops are cut on the CPU while the GPU runs the current one. A step's data depends
+ * only on (seed, step), so a resumed run continues exactly where an uninterrupted one would be.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { SingleBar } from 'cli-progress';
+import type { CropSource } from '../data/crops.js';
+import { checkCropFits } from '../data/crops.js';
+import { loadNifti } from '../data/nifti-file.js';
+import { makePhantom } from '../data/phantom.js';
+import { sampleCtPath } from '../data/sample-ct.js';
+import { prepareVolume } from '../data/volume-cache.js';
+import { fmtBytes, ReefError } from '../gpu/errors.js';
+import type { Runtime } from '../gpu/runtime.js';
+import { writeFileAtomic, writeSafetensorsFile } from '../io/node-file.js';
+import { MetricsWriter, RunDirectory } from '../io/run-dir.js';
+import { readHeader, readTensor, type WriteTensor } from '../io/safetensors.js';
+import { describeConfig } from '../models/swin3d/config.js';
+import { DinoTrainer, type DinoStepResult, type DinoTrainerOptions } from '../train/dino-trainer.js';
+import { lossPlotSvg, seriesFromMetrics } from '../train/loss-plot.js';
+import { makeBatch, type BatchSpec } from '../train/pretrain-batch.js';
+import { recipe, recipeModel, type PretrainRecipe } from '../train/pretrain-recipe.js';
+
+export interface PretrainOptions {
+  /** A folder of .nii/.nii.gz, a text file listing volumes, `sample` (the Debian head CT) or `phantom`. */
+  data?: string;
+  preset: string;
+  steps: number;
+  out?: string;
+  resume?: string;
+  seed: number;
+  checkpointEvery: number;
+  /** Recipe values replacing the preset's (each a flag). */
+  overrides: Partial<PretrainRecipe>;
+  /** Refresh loss.svg every this many steps. */
+  plotEvery?: number;
+  log?: (line: string) => void;
+  /** Stop after this many steps of this invocation (tests; the run's total stays `steps`). */
+  stopAfter?: number;
+  /** Install SIGINT/SIGTERM handlers that checkpoint before exiting (the CLI does). */
+  handleSignals?: boolean;
+}
+
+/** What a run directory records about how it was started; `--resume` reads it back. */
+interface RunConfig {
+  preset: string;
+  recipe: PretrainRecipe;
+  steps: number;
+  seed: number;
+  data: string;
+  volumes: string[];
+}
+
+interface RunState {
+  step: number;
+  trainer: ReturnType<DinoTrainer['stateMeta']>;
+  elapsedMs: number;
+}
+
+const METRIC_TERMS = ['loss', 'dino', 'ibot', 'koleo'];
+
+export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<number> {
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const runRoot = resolve(o.resume ?? o.out ?? fail('give --out RUN/ (or --resume RUN/)'));
+  const run = new RunDirectory(runRoot);
+  let config: RunConfig;
+  let start = 0;
+  let elapsedMs = 0;
+  let restore: (() => Promise<void>) | null = null;
+  if (o.resume) {
+    config = await readConfig(runRoot);
+    if (o.steps > 0) config.steps = o.steps;
+    const ref = await run.latest();
+    if (ref) {
+      const ck = await run.loadCheckpoint<RunState>(ref);
+      start = ck.state.step;
+      elapsedMs = ck.state.elapsedMs;
+      restore = async () => {
+        try {
+          const header = await readHeader(ck.tensors, ck.tensors.path);
+          const values = new Map<string, Float32Array>();
+          for (const name of header.tensors.keys()) values.set(name, (await readTensor(ck.tensors, header, name)).data as Float32Array);
+          trainer.loadState(ck.state.trainer, (n) => values.get(n));
+        } finally {
+          await ck.tensors.close();
+        }
+      };
+      log(`resuming ${runRoot} from step ${start} (${ref.dir})`);
+    } else {
+      log(`${runRoot} has no checkpoint yet: starting it from step 0`);
+    }
+    await run.truncateMetrics(start);
+  } else {
+    if (await run.latest()) throw new ReefError(`${runRoot} already holds a run with checkpoints: continue it with --resume ${runRoot}, or give a new --out`);
+    const r = { ...recipe(o.preset), ...o.overrides };
+    const data = o.data ?? 'sample';
+    config = { preset: o.preset, recipe: r, steps: o.steps, seed: o.seed, data, volumes: await listVolumes(data, log) };
+    await run.create();
+    await writeFileAtomic(join(runRoot, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    await run.truncateMetrics(0);
+  }
+  const r = config.recipe;
+  const model = recipeModel(r);
+  const sources = await loadVolumes(config, log);
+  const spec: BatchSpec = {
+    batch: r.batch,
+    seed: config.seed,
+    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale },
+    masks: { ratio: r.maskRatio, probability: r.maskProbability },
+    patch: model.patch,
+  };
+  const epochs = config.steps / r.epochSteps;
+  const trainerOptions: DinoTrainerOptions = {
+    model,
+    batch: r.batch,
+    globals: 2,
+    locals: r.locals,
+    globalSide: r.globalSide,
+    localSide: r.localSide,
+    prototypes: r.prototypes,
+    headHidden: r.headHidden,
+    bottleneck: r.bottleneck,
+    studentTemp: r.studentTemp,
+    centerMomentum: r.centerMomentum,
+    centering: r.centering,
+    ibotWeight: r.ibotWeight,
+    koleoWeight: r.koleoWeight,
+    clip: r.clip,
+    clipMode: r.clipMode,
+    seed: config.seed,
+    schedules: {
+      epochs,
+      epochSteps: r.epochSteps,
+      batchSize: r.batch,
+      baseLr: r.baseLr,
+      minLr: r.minLr,
+      warmupEpochs: Math.min(r.warmupEpochs, epochs),
+      weightDecay: r.weightDecay,
+      weightDecayEnd: r.weightDecayEnd,
+      momentumTeacher: r.momentumTeacher,
+      warmupTeacherTemp: r.warmupTeacherTemp,
+      teacherTemp: r.teacherTemp,
+      warmupTeacherTempEpochs: r.warmupTeacherTempEpochs,
+      freezeLastLayerEpochs: r.freezeLastLayerEpochs,
+    },
+  };
+  log(`pretraining ${describeConfig(model)} (${config.preset}) on ${sources.length} volume(s), ${config.steps} steps of ${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
+  const trainer = new DinoTrainer(rt, trainerOptions);
+  const metrics = new MetricsWriter(run.metricsPath);
+  let stopSignal: string | null = null;
+  const onSignal = (name: string) => () => {
+    if (stopSignal) process.exit(130); // a second signal: leave at once (the last checkpoint stands)
+    stopSignal = name;
+    log(`\n${name}: finishing this step, then writing a checkpoint`);
+  };
+  const handlers = o.handleSignals ? ([['SIGINT', onSignal('SIGINT')], ['SIGTERM', onSignal('SIGTERM')]] as const) : [];
+  for (const [sig, h] of handlers) process.on(sig, h);
+  const bar = new SingleBar({
+    format: 'step {value}/{total} [{bar}] loss {loss} (dino {dino} ibot {ibot} koleo {koleo}) | lr {lr} | {rate} crops/s | GPU {mem} | ETA {eta_formatted}',
+    hideCursor: true,
+    noTTYOutput: true,
+    notTTYSchedule: 5000,
+    etaBuffer: 20,
+  });
+  let lastSaved = start;
+  const save = async (step: number) => {
+    const tensors: WriteTensor[] = [];
+    for (const [name, t] of trainer.stateTensors()) tensors.push({ name, dtype: 'F32', shape: [...t.shape], data: await t.read() });
+    await run.saveCheckpoint(step, tensors, { step, trainer: trainer.stateMeta(), elapsedMs } satisfies RunState);
+    lastSaved = step;
+  };
+  const plot = async () => {
+    const records = await run.readMetrics();
+    await writeFileAtomic(join(runRoot, 'loss.svg'), lossPlotSvg(seriesFromMetrics(records, METRIC_TERMS), { title: `reef pretrain ${config.preset}: loss per step` }));
+  };
+  let code = 0;
+  const crops = r.batch * (2 + r.locals);
+  try {
+    if (restore) await restore();
+    bar.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', lr: '-', rate: '-', mem: '-' });
+    const stopAt = Math.min(config.steps, o.stopAfter !== undefined ? start + o.stopAfter : Infinity);
+    let next = start < stopAt ? makeBatch(sources, start, spec) : null;
+    for (let step = start; step < stopAt; step++) {
+      const t0 = performance.now();
+      const pending = trainer.step(step, next!);
+      // Cut the next crops while the GPU works on this step.
+      next = step + 1 < stopAt ? makeBatch(sources, step + 1, spec) : null;
+      const res = await pending;
+      const ms = performance.now() - t0;
+      elapsedMs += ms;
+      await metrics.append(record(step + 1, res, ms, crops, rt));
+      if (!res.applied) log(`\nstep ${step + 1}: non-finite ${res.nonFinite?.join(', ')}: step skipped`);
+      bar.update(step + 1, {
+        loss: res.loss.toFixed(4),
+        dino: res.dino.toFixed(3),
+        ibot: res.ibot.toFixed(3),
+        koleo: res.koleo.toFixed(3),
+        lr: res.lr.toExponential(2),
+        rate: ((crops * 1000) / ms).toFixed(2),
+        mem: fmtBytes(rt.memory().peak),
+      });
+      const done = step + 1;
+      if (done % (o.plotEvery ?? 10) === 0) await plot();
+      if (stopSignal) {
+        await save(done);
+        code = stopSignal === 'SIGINT' ? 130 : 143;
+        break;
+      }
+      if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save(done);
+    }
+    bar.stop();
+    const finished = (await run.readMetrics()).length;
+    if (lastSaved !== finished) await save(finished);
+    await plot();
+    if (finished >= config.steps) {
+      const exportPath = join(runRoot, 'backbone.safetensors');
+      const backbone: WriteTensor[] = [];
+      for (const [name, t] of trainer.student.encoder) backbone.push({ name, dtype: 'F32', shape: [...t.shape], data: await t.read() });
+      await writeSafetensorsFile(exportPath, backbone, { format: 'pt', source: 'reef pretrain', preset: config.preset });
+      log(`student backbone (MONAI names, for reef features): ${exportPath}`);
+    }
+    summarise(await run.readMetrics(), r.prototypes, log);
+  } finally {
+    bar.stop();
+    for (const [sig, h] of handlers) process.off(sig, h);
+    trainer.dispose();
+  }
+  return code;
+}
+
+function fail(message: string): never {
+  throw new ReefError(message);
+}
+
+function record(step: number, r: DinoStepResult, ms: number, crops: number, rt: Runtime): Record<string, unknown> {
+  return {
+    step,
+    loss: r.loss,
+    dino: r.dino,
+    ibot: r.ibot,
+    koleo: r.koleo,
+    lr: r.lr,
+    weight_decay: r.weightDecay,
+    teacher_temp: r.teacherTemp,
+    teacher_momentum: r.teacherMomentum,
+    grad_norm: r.gradNorm,
+    teacher_entropy: r.teacherEntropy,
+    teacher_argmax_unique: r.teacherArgmaxUnique,
+    teacher_argmax: r.teacherArgmax,
+    masked_tokens: r.maskedTokens,
+    skipped: !r.applied,
+    ...(r.nonFinite ? { non_finite: r.nonFinite } : {}),
+    step_ms: Math.round(ms),
+    crops_per_s: (crops * 1000) / ms,
+    gpu_peak_bytes: rt.memory().peak,
+  };
+}
+
+/**
+ * What says whether it learnt: the mean DINO loss of the last 20 steps against the first 20, and over
+ * the last 100 the teacher's mean entropy (against ln K: uniform) and its distinct argmax prototypes
+ * (1: collapsed).
+ */
+function summarise(records: Record<string, unknown>[], prototypes: number, log: (l: string) => void): void {
+  if (records.length === 0) return;
+  const mean = (rs: Record<string, unknown>[], k: string) => rs.reduce((s, r) => s + Number(r[k]), 0) / Math.max(rs.length, 1);
+  const n = Math.min(20, records.length);
+  const head = records.slice(0, n);
+  const tail = records.slice(-n);
+  const last = records.slice(-100);
+  const distinct = new Set(last.flatMap((r) => (Array.isArray(r.teacher_argmax) ? (r.teacher_argmax as number[]) : [])));
+  log(
+    `${records.length} steps: mean DINO loss first ${n} ${mean(head, 'dino').toFixed(4)}, last ${n} ${mean(tail, 'dino').toFixed(4)} ` +
+      `(${(mean(tail, 'dino') / mean(head, 'dino')).toFixed(3)}×); last ${last.length}: teacher entropy ${mean(last, 'teacher_entropy').toFixed(3)} nats ` +
+      `(${(mean(last, 'teacher_entropy') / Math.log(prototypes)).toFixed(3)} ln K), ${distinct.size} distinct argmax prototypes`,
+  );
+}
+
+async function readConfig(root: string): Promise<RunConfig> {
+  const path = join(root, 'config.json');
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as RunConfig;
+  } catch (e) {
+    throw new ReefError(`${path}: cannot resume (${(e as Error).message}); is ${root} a reef pretrain run directory?`);
+  }
+}
+
+/** The volumes named by --data (paths; `sample` and `phantom` are resolved when loading). */
+async function listVolumes(data: string, log: (l: string) => void): Promise<string[]> {
+  if (data === 'phantom') return ['phantom:1', 'phantom:2'];
+  if (data === 'sample') return [await sampleCtPath({ log })];
+  let info;
+  try {
+    info = await stat(data);
+  } catch {
+    throw new ReefError(`--data ${data}: no such file or folder`);
+  }
+  let paths: string[];
+  if (info.isDirectory()) {
+    paths = (await readdir(data)).filter((f) => /\.nii(\.gz)?$/i.test(f)).sort().map((f) => join(data, f));
+  } else {
+    paths = (await readFile(data, 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  }
+  if (paths.length === 0) throw new ReefError(`--data ${data}: no NIfTI volumes (.nii, .nii.gz) found`);
+  return paths.map((p) => resolve(p));
+}
+
+/** Loads and resamples every volume once; a bad file is reported and skipped, never fatal alone. */
+async function loadVolumes(config: RunConfig, log: (l: string) => void): Promise<CropSource[]> {
+  const r = config.recipe;
+  const out: CropSource[] = [];
+  for (const path of config.volumes) {
+    try {
+      const volume = path.startsWith('phantom:')
+        ? makePhantom({ shape: [r.globalSide + 24, r.globalSide + 24, r.globalSide + 16], spacing: [1.5, 1.5, 1.5], seed: Number(path.slice(8)) })
+        : await loadNifti(path);
+      for (let i = 0; i < volume.data.length; i++) {
+        if (!Number.isFinite(volume.data[i]!)) throw new ReefError(`${path}: voxel ${i} is ${volume.data[i]} (NaN or infinite values)`);
+      }
+      const src = prepareVolume(volume);
+      checkCropFits(src.volume, r.globalSide);
+      out.push(src);
+    } catch (e) {
+      log(`skipping ${path}: ${(e as Error).message}`);
+    }
+  }
+  if (out.length === 0) throw new ReefError(`none of the ${config.volumes.length} volume(s) could be used (see the messages above)`);
+  return out;
+}

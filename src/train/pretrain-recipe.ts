@@ -1,0 +1,99 @@
+/**
+ * Pretraining recipes: the CoralBay encoder preset plus every DINO/iBOT/KoLeo value, each one a
+ * `reef pretrain` flag. CoralBay's own values are not public; where the spec says NOT FOUND these
+ * are DINO/DINOv2's defaults. `tiny` is the demo: fs 12, 32³ globals, 16³ locals, a 256-wide head
+ * with 4096 prototypes, and a learning rate that moves in a few hundred steps (peak 2e-3 at batch 2:
+ * base 0.256 per 256 images) with 1-epoch warm-ups over 50-step epochs.
+ */
+import { ReefError } from '../gpu/errors.js';
+import { preset, type ModelConfig } from '../models/swin3d/config.js';
+import type { ClipMode } from './grad-clip.js';
+
+export interface PretrainRecipe {
+  model: string;
+  batch: number;
+  globalSide: number;
+  localSide: number;
+  locals: number;
+  prototypes: number;
+  headHidden: number;
+  bottleneck: number;
+  studentTemp: number;
+  teacherTemp: number;
+  warmupTeacherTemp: number;
+  warmupTeacherTempEpochs: number;
+  centerMomentum: number;
+  centering: 'centre' | 'sinkhorn';
+  momentumTeacher: number;
+  baseLr: number;
+  minLr: number;
+  warmupEpochs: number;
+  weightDecay: number;
+  weightDecayEnd: number;
+  freezeLastLayerEpochs: number;
+  epochSteps: number;
+  ibotWeight: number;
+  koleoWeight: number;
+  clip: number;
+  clipMode: ClipMode;
+  /** Crop scale ranges (volume fraction of the body's bounding box). */
+  globalScale: [number, number];
+  localScale: [number, number];
+  maskRatio: [number, number];
+  maskProbability: number;
+}
+
+const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' | 'prototypes' | 'headHidden'> = {
+  locals: 4,
+  bottleneck: 256,
+  studentTemp: 0.1,
+  teacherTemp: 0.07,
+  warmupTeacherTemp: 0.04,
+  warmupTeacherTempEpochs: 30,
+  centerMomentum: 0.9,
+  centering: 'centre',
+  momentumTeacher: 0.996,
+  baseLr: 5e-4,
+  minLr: 1e-6,
+  warmupEpochs: 10,
+  weightDecay: 0.04,
+  weightDecayEnd: 0.4,
+  freezeLastLayerEpochs: 1,
+  epochSteps: 1250,
+  ibotWeight: 1,
+  koleoWeight: 0.1,
+  clip: 3,
+  clipMode: 'global',
+  globalScale: [0.4, 1],
+  localScale: [0.05, 0.4],
+  maskRatio: [0.1, 0.5],
+  maskProbability: 0.5,
+};
+
+export const RECIPES: Record<string, PretrainRecipe> = {
+  tiny: {
+    ...DINO,
+    model: 'coralbay-tiny',
+    batch: 2,
+    globalSide: 32,
+    localSide: 16,
+    prototypes: 4096,
+    headHidden: 256,
+    baseLr: 0.256,
+    warmupEpochs: 1,
+    warmupTeacherTempEpochs: 1,
+    epochSteps: 50,
+  },
+  'coralbay-b': { ...DINO, model: 'coralbay-b', batch: 2, globalSide: 96, localSide: 48, prototypes: 65536, headHidden: 2048 },
+  'coralbay-h': { ...DINO, model: 'coralbay-h', batch: 2, globalSide: 96, localSide: 48, prototypes: 65536, headHidden: 2048 },
+};
+
+export function recipe(name: string): PretrainRecipe {
+  const r = RECIPES[name];
+  if (!r) throw new ReefError(`unknown pretraining preset '${name}' (have ${Object.keys(RECIPES).join(', ')})`);
+  return structuredClone(r);
+}
+
+export function recipeModel(r: PretrainRecipe): ModelConfig {
+  return preset(r.model);
+}

@@ -1,0 +1,102 @@
+/**
+ * `reef pretrain` in process on the synthetic phantom with a shrunken tiny recipe: the run directory
+ * (config, metrics.jsonl with every term, loss.svg, checkpoints named by latest.json, the exported
+ * backbone in MONAI names), a run stopped after step 2 and resumed giving bitwise the metrics of an
+ * uninterrupted run (timings aside), and bad data: an empty folder, a corrupt NIfTI, a NaN volume and
+ * a volume smaller than a crop each named in a clear message.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Runtime } from '../../src/gpu/runtime';
+import { runPretrain, type PretrainOptions } from '../../src/cli/pretrain';
+import { encodeNifti1 } from '../../src/data/nifti-write';
+import { makePhantom } from '../../src/data/phantom';
+import { readHeader } from '../../src/io/safetensors';
+import { fileSource } from '../../src/io/node-file';
+import { testRuntime } from '../support/runtime';
+
+let rt: Runtime;
+let root: string;
+beforeAll(async () => {
+  rt = await testRuntime();
+  root = await mkdtemp(join(tmpdir(), 'reef-pretrain-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const SMALL = { prototypes: 64, headHidden: 32, bottleneck: 16, locals: 2, epochSteps: 2 };
+const base = (out: string, extra: Partial<PretrainOptions> = {}): PretrainOptions => ({
+  data: 'phantom',
+  preset: 'tiny',
+  steps: 3,
+  out,
+  seed: 3,
+  checkpointEvery: 2,
+  overrides: SMALL,
+  log: () => {},
+  ...extra,
+});
+const TIMING = new Set(['step_ms', 'crops_per_s', 'gpu_peak_bytes']);
+const withoutTimings = (lines: string) =>
+  lines
+    .trim()
+    .split('\n')
+    .map((l) => Object.fromEntries(Object.entries(JSON.parse(l) as Record<string, unknown>).filter(([k]) => !TIMING.has(k))));
+
+describe('reef pretrain', () => {
+  it('writes the run directory; a run stopped at step 2 and resumed matches an uninterrupted one bitwise', async () => {
+    const straight = join(root, 'straight');
+    expect(await runPretrain(rt, base(straight))).toBe(0);
+    const metrics = await readFile(join(straight, 'metrics.jsonl'), 'utf8');
+    const records = withoutTimings(metrics);
+    expect(records.map((r) => r.step)).toEqual([1, 2, 3]);
+    for (const r of records) for (const k of ['loss', 'dino', 'ibot', 'koleo', 'lr', 'teacher_entropy']) expect(Number.isFinite(r[k] as number), k).toBe(true);
+    expect(await readFile(join(straight, 'loss.svg'), 'utf8')).toContain('<path');
+    expect(JSON.parse(await readFile(join(straight, 'latest.json'), 'utf8'))).toEqual({ step: 3, dir: join('checkpoints', 'step-00000003') });
+    // The exported student backbone has MONAI names and loads as a CoralBay encoder checkpoint.
+    const src = await fileSource(join(straight, 'backbone.safetensors'));
+    const header = await readHeader(src, 'backbone');
+    await src.close();
+    expect([...header.tensors.keys()]).toContain('swinViT.patch_embed.proj.weight');
+    expect([...header.tensors.keys()]).toContain('encoder10.layer.conv1.conv.weight');
+
+    const stopped = join(root, 'stopped');
+    expect(await runPretrain(rt, base(stopped, { stopAfter: 2 }))).toBe(0);
+    expect(withoutTimings(await readFile(join(stopped, 'metrics.jsonl'), 'utf8'))).toHaveLength(2);
+    // A step's line written after the checkpoint (a crash before the next one) is cut on resume.
+    await writeFile(join(stopped, 'metrics.jsonl'), `${await readFile(join(stopped, 'metrics.jsonl'), 'utf8')}{"step":3,"loss":1}\n`);
+    expect(await runPretrain(rt, { ...base(stopped), out: undefined, resume: stopped, steps: 0 })).toBe(0);
+    expect(withoutTimings(await readFile(join(stopped, 'metrics.jsonl'), 'utf8'))).toEqual(records);
+  });
+
+  it('bad data: an empty folder fails clearly; corrupt, NaN and too-small volumes are named and skipped', async () => {
+    const empty = join(root, 'empty');
+    await mkdir(empty);
+    await expect(runPretrain(rt, base(join(root, 'r1'), { data: empty }))).rejects.toThrow(/no NIfTI volumes/);
+
+    const bad = join(root, 'bad');
+    await mkdir(bad);
+    await writeFile(join(bad, 'a-corrupt.nii.gz'), Buffer.from('not a nifti file at all'));
+    const nan = makePhantom({ shape: [40, 40, 40], spacing: [1.5, 1.5, 1.5], seed: 1 });
+    nan.data[123] = NaN;
+    await writeFile(join(bad, 'b-nan.nii'), encodeNifti1(nan, { dtype: 'float32' }));
+    await writeFile(join(bad, 'c-small.nii'), encodeNifti1(makePhantom({ shape: [20, 40, 40], spacing: [1.5, 1.5, 1.5], seed: 2 }), { dtype: 'float32' }));
+    await writeFile(join(bad, 'd-good.nii'), encodeNifti1(makePhantom({ shape: [40, 40, 40], spacing: [1.5, 1.5, 1.5], seed: 3 }), { dtype: 'float32' }));
+    const lines: string[] = [];
+    expect(await runPretrain(rt, base(join(root, 'r2'), { data: bad, steps: 1, log: (l) => lines.push(l) }))).toBe(0);
+    const text = lines.join('\n');
+    expect(text).toMatch(/skipping .*a-corrupt\.nii\.gz: /);
+    expect(text).toMatch(/skipping .*b-nan\.nii: .*NaN/);
+    expect(text).toMatch(/skipping .*c-small\.nii: .*smaller than a 32³ crop/);
+    expect(text).not.toMatch(/skipping .*d-good/);
+    expect(text).toContain('on 1 volume(s)');
+
+    const allBad = join(root, 'allbad');
+    await mkdir(allBad);
+    await writeFile(join(allBad, 'x.nii'), Buffer.from('garbage'));
+    await expect(runPretrain(rt, base(join(root, 'r3'), { data: allBad, log: () => {} }))).rejects.toThrow(/none of the 1 volume\(s\) could be used/);
+  });
+});
