@@ -5,10 +5,10 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { testRuntime } from '../support/runtime';
-import { checkOp, printErrorTable, randnT } from '../support/compare';
+import { checkOp, expectDeterministicGrad, printErrorTable, randnT } from '../support/compare';
 import { arr, makeRng as refRng } from '../ref/array';
 import * as L from '../ref/losses';
-import { backward, makeRng, ReefError, type Runtime, tensor } from '../../src/index';
+import { makeRng, ReefError, type Runtime, tensor } from '../../src/index';
 import { sigregLoss, sigregSlices, sigregSliceValues } from '../../src/losses/sigreg';
 
 const rt: Runtime = await testRuntime();
@@ -80,19 +80,8 @@ describe('SigReg loss', () => {
   it('gradient bitwise the same on a second run', async () => {
     const z = tensor(rt, randnT([40, 16], refRng(140)).data, [40, 16], { requiresGrad: true });
     const a = sigregSlices(rt, 16, 64, makeRng(7));
-    const run = async () => {
-      const l = sigregLoss(z, a);
-      backward(l);
-      l.dispose();
-      const g = await z.grad!.read();
-      z.grad!.dispose();
-      z.grad = null;
-      return g;
-    };
     try {
-      const g1 = await run();
-      const g2 = await run();
-      expect(Buffer.from(g1.buffer).equals(Buffer.from(g2.buffer))).toBe(true);
+      await expectDeterministicGrad(z, () => sigregLoss(z, a));
     } finally {
       z.dispose();
       a.dispose();

@@ -183,3 +183,19 @@ export async function expectNoLeak(rt: Runtime, body: () => Promise<void>): Prom
   await rt.sync();
   expect(rt.memory().inUse, 'bytes held by tensors after disposing everything').toBe(before);
 }
+
+/** Runs `loss()` and its backward twice; the gradient of `input` must be bitwise the same. */
+export async function expectDeterministicGrad(input: Tensor, loss: () => Tensor): Promise<void> {
+  const run = async () => {
+    const l = loss();
+    backward(l);
+    l.dispose();
+    const g = await input.grad!.read();
+    input.grad!.dispose();
+    input.grad = null;
+    return g;
+  };
+  const a = await run();
+  const b = await run();
+  expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer)), 'two backward passes bitwise equal').toBe(true);
+}
