@@ -13,7 +13,8 @@ const ROWS_PER_CHUNK: u32 = 64u;
 
 override AFFINE: bool = true;
 
-struct Params { rows: u32, C: u32, eps: f32, chunks: u32 }
+// statsRow0: where this dispatch's rows start in `stats` (rows of x bound in pieces; stats is bound whole).
+struct Params { rows: u32, C: u32, eps: f32, chunks: u32, statsRow0: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<T>;
 @group(0) @binding(1) var<storage, read> weight: array<T>;
@@ -55,7 +56,7 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
     if (AFFINE) { o = o * f32(weight[c]) + f32(bias[c]); }
     y[base + c] = T(o);
   }
-  if (lid.x == 0u) { stats[2u * row] = mean; stats[2u * row + 1u] = rstd; }
+  if (lid.x == 0u) { stats[2u * (p.statsRow0 + row)] = mean; stats[2u * (p.statsRow0 + row) + 1u] = rstd; }
 }
 
 @compute @workgroup_size(WG)
@@ -74,8 +75,8 @@ fn forward_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
     if (AFFINE) { o = o * f32(weight[c]) + f32(bias[c]); }
     y[base + c] = T(o);
   }
-  stats[2u * row] = mean;
-  stats[2u * row + 1u] = rstd;
+  stats[2u * (p.statsRow0 + row)] = mean;
+  stats[2u * (p.statsRow0 + row) + 1u] = rstd;
 }
 
 @compute @workgroup_size(WG)
@@ -83,8 +84,8 @@ fn backward_input_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroup
   let row = ((wid.z * nwg.y + wid.y) * nwg.x + wid.x) * WG + lid.x;
   if (row >= p.rows) { return; }
   let base = row * p.C;
-  let mean = stats[2u * row];
-  let rstd = stats[2u * row + 1u];
+  let mean = stats[2u * (p.statsRow0 + row)];
+  let rstd = stats[2u * (p.statsRow0 + row) + 1u];
   var s1 = 0.0;
   var s2 = 0.0;
   for (var c = 0u; c < p.C; c++) {
@@ -109,8 +110,8 @@ fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
   let row = (wid.z * nwg.y + wid.y) * nwg.x + wid.x;
   if (row >= p.rows) { return; }
   let base = row * p.C;
-  let mean = stats[2u * row];
-  let rstd = stats[2u * row + 1u];
+  let mean = stats[2u * (p.statsRow0 + row)];
+  let rstd = stats[2u * (p.statsRow0 + row) + 1u];
   var s1 = 0.0;
   var s2 = 0.0;
   for (var c = lid.x; c < p.C; c += WG) {

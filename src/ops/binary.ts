@@ -8,6 +8,8 @@ import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { broadcastShapes, broadcastStrides, grid1d, pack8, sameShape } from './geometry.js';
 import { neg } from './pointwise.js';
+import { alignedCount, bindRange, overBindingLimit, pieceRanges } from './binding-range.js';
+import type { BufferSlice } from '../gpu/runtime.js';
 import { sumTo } from './reduce.js';
 
 export const BINARY: ShaderFile = { name: 'binary', code };
@@ -23,19 +25,36 @@ function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const n = out.size;
   if (n === 0) return out;
   const plain = sameShape(a.shape, shape) && sameShape(b.shape, shape);
-  a.rt.dispatch({
-    kernel: { shader: BINARY, entry: 'main', elem: a.dtype, overrides: { OP: OPS[op], BROADCAST: !plain } },
-    buffers: { a: a.buffer, b: b.buffer, out: out.buffer },
-    params: {
-      n,
-      rank: shape.length,
-      shape: pack8(shape, op),
-      strideA: pack8(broadcastStrides(a.shape, shape), op),
-      strideB: pack8(broadcastStrides(b.shape, shape), op),
-    },
-    workgroups: grid1d(n, 256, a.rt.caps.maxWorkgroupsPerDimension),
-    work: { flops: n, bytes: 3 * n * BYTES_PER_ELEMENT[a.dtype] },
-  });
+  const rt = a.rt;
+  const E = BYTES_PER_ELEMENT[a.dtype];
+  const dispatch = (count: number, buffers: Record<'a' | 'b' | 'out', GPUBuffer | BufferSlice>) =>
+    rt.dispatch({
+      kernel: { shader: BINARY, entry: 'main', elem: a.dtype, overrides: { OP: OPS[op], BROADCAST: !plain } },
+      buffers,
+      params: {
+        n: count,
+        rank: shape.length,
+        shape: pack8(shape, op),
+        strideA: pack8(broadcastStrides(a.shape, shape), op),
+        strideB: pack8(broadcastStrides(b.shape, shape), op),
+      },
+      workgroups: grid1d(count, 256, rt.caps.maxWorkgroupsPerDimension),
+      work: { flops: count, bytes: 3 * count * E },
+    });
+  if (!overBindingLimit(rt, n * E)) {
+    dispatch(n, { a: a.buffer, b: b.buffer, out: out.buffer });
+    return out;
+  }
+  // Over the binding limit: equal shapes go in aligned runs of elements (residual adds of large maps).
+  if (!plain) {
+    out.dispose();
+    throw new ReefError(`${op}: ${a.describe()} ∘ ${b.describe()} exceeds the adapter's maxStorageBufferBindingSize (${rt.caps.maxStorageBufferBindingSize} bytes); only equal shapes are split into pieces`);
+  }
+  const pieces = pieceRanges(n, E, alignedCount(E, rt.caps.minStorageBufferOffsetAlignment), rt.caps.maxStorageBufferBindingSize)!;
+  for (const [first, count] of pieces) {
+    const range = (t: Tensor) => bindRange(t, first, first + count).slice;
+    dispatch(count, { a: range(a), b: range(b), out: range(out) });
+  }
   return out;
 }
 

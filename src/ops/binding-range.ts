@@ -34,3 +34,21 @@ export function gcd(x: number, y: number): number {
 export function lcm(x: number, y: number): number {
   return (x / gcd(x, y)) * y;
 }
+
+/**
+ * Splits `count` items into pieces of whole `unit`s (so every piece starts at an aligned offset in
+ * each array it binds) whose largest binding, `maxItemBytes` per item, fits in `limit` bytes.
+ * Null when even one unit does not fit.
+ */
+export function pieceRanges(count: number, maxItemBytes: number, unit: number, limit: number): [number, number][] | null {
+  const per = Math.floor(limit / maxItemBytes / unit) * unit;
+  if (per < 1) return null;
+  const out: [number, number][] = [];
+  for (let start = 0; start < count; start += per) out.push([start, Math.min(per, count - start)]);
+  return out;
+}
+
+/** Whether any of `bytes` exceeds the adapter's storage binding limit. */
+export function overBindingLimit(rt: Tensor['rt'], ...bytes: number[]): boolean {
+  return bytes.some((b) => b > rt.caps.maxStorageBufferBindingSize);
+}

@@ -8,6 +8,7 @@ import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { grid1d, gridRows, split2 } from './geometry.js';
 import { cast } from './cast.js';
+import { alignedCount, bindRange, overBindingLimit, pieceRanges } from './binding-range.js';
 import { sum } from './reduce.js';
 
 export const LAYERNORM: ShaderFile = { name: 'layernorm', code };
@@ -36,17 +37,20 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   const rows = x.size / C;
   const y = empty(rt, x.shape, x.dtype, 'layernorm');
   const stats = empty(rt, [rows, 2], 'f32', 'layernorm_stats');
-  const params = { rows, C, eps, chunks: Math.ceil(rows / ROWS_PER_CHUNK) };
+  const params = { rows, C, eps, chunks: Math.ceil(rows / ROWS_PER_CHUNK), statsRow0: 0 };
   const bytes = BYTES_PER_ELEMENT[x.dtype];
   const byRow = perRowInvocation(x, rows, C);
-  const grid = byRow ? grid1d(rows, WG, rt.caps.maxWorkgroupsPerDimension) : gridRows(rows, rt.caps.maxWorkgroupsPerDimension);
-  if (rows > 0) {
+  // Rows bound in pieces when x is over the binding limit (InstanceNorm of a 48 × 96³ map).
+  const pieces = rowPieces(x, rows, C);
+  const gridOf = (n: number) => (byRow ? grid1d(n, WG, rt.caps.maxWorkgroupsPerDimension) : gridRows(n, rt.caps.maxWorkgroupsPerDimension));
+  for (const [r0, n] of pieces) {
+    const cut = (t: Tensor, per: number) => (pieces.length === 1 ? t.buffer : bindRange(t, r0 * per, (r0 + n) * per).slice);
     rt.dispatch({
       kernel: { shader: LAYERNORM, entry: byRow ? 'forward_rows' : 'forward', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
-      buffers: { x: x.buffer, weight: (weight ?? x).buffer, bias: (bias ?? x).buffer, y: y.buffer, stats: stats.buffer },
-      params,
-      workgroups: grid,
-      work: { flops: 8 * x.size, bytes: 3 * x.size * bytes },
+      buffers: { x: cut(x, C), weight: weight?.buffer ?? rt.dummy, bias: bias?.buffer ?? rt.dummy, y: cut(y, C), stats: stats.buffer },
+      params: { ...params, rows: n, statsRow0: r0 },
+      workgroups: gridOf(n),
+      work: { flops: 8 * n * C, bytes: 3 * n * C * bytes },
     });
   }
   const inputs = affine ? [x, weight!, bias!] : [x];
@@ -54,13 +58,18 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
     noGrad(() => {
       const [xs, st, w] = saved as [Tensor, Tensor, Tensor | undefined];
       const dx = x.requiresGrad ? empty(rt, x.shape, x.dtype, 'layernorm_dx') : null;
-      if (dx) rt.dispatch({
-        kernel: { shader: LAYERNORM, entry: byRow ? 'backward_input_rows' : 'backward_input', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
-        buffers: { x: xs.buffer, weight: (w ?? xs).buffer, grad: g.buffer, y: dx!.buffer, stats: st.buffer },
-        params,
-        workgroups: grid,
-        work: { flops: 10 * x.size, bytes: 3 * x.size * bytes },
-      });
+      if (dx) {
+        for (const [r0, n] of pieces) {
+          const cut = (t: Tensor, per: number) => (pieces.length === 1 ? t.buffer : bindRange(t, r0 * per, (r0 + n) * per).slice);
+          rt.dispatch({
+            kernel: { shader: LAYERNORM, entry: byRow ? 'backward_input_rows' : 'backward_input', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
+            buffers: { x: cut(xs, C), weight: w?.buffer ?? rt.dummy, grad: cut(g, C), y: cut(dx, C), stats: st.buffer },
+            params: { ...params, rows: n, statsRow0: r0 },
+            workgroups: gridOf(n),
+            work: { flops: 10 * n * C, bytes: 3 * n * C * bytes },
+          });
+        }
+      }
       if (!affine || !(weight!.requiresGrad || bias!.requiresGrad)) return affine ? [dx, null, null] : [dx];
       const partialW = empty(rt, [params.chunks, C], 'f32', 'layernorm_dw_partial');
       const partialB = empty(rt, [params.chunks, C], 'f32', 'layernorm_db_partial');
@@ -81,6 +90,20 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   );
   stats.dispose();
   return out;
+}
+
+/** Row ranges to dispatch: all rows at once, or aligned blocks when x is over the binding limit. */
+function rowPieces(x: Tensor, rows: number, C: number): [number, number][] {
+  const rt = x.rt;
+  const E = BYTES_PER_ELEMENT[x.dtype];
+  if (rows === 0) return [];
+  if (!overBindingLimit(rt, x.size * E)) return [[0, rows]];
+  const align = rt.caps.minStorageBufferOffsetAlignment;
+  // A block starts aligned in x and y (C values a row); the stats are bound whole.
+  const unit = alignedCount(C * E, align);
+  const pieces = pieceRanges(rows, C * E, unit, rt.caps.maxStorageBufferBindingSize);
+  if (!pieces) throw new ReefError(`layerNorm: ${x.describe()}: ${unit} rows of ${C} values do not fit a storage binding of ${rt.caps.maxStorageBufferBindingSize} bytes`);
+  return pieces;
 }
 
 function toParamType(g: Tensor, dtype: Tensor['dtype']): Tensor {

@@ -6,6 +6,8 @@ import { empty } from '../tensor/create.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { grid1d, sameShape } from './geometry.js';
+import { alignedCount, bindRange, overBindingLimit, pieceRanges } from './binding-range.js';
+import type { BufferSlice } from '../gpu/runtime.js';
 
 export const POINTWISE: ShaderFile = { name: 'pointwise', code };
 const WG = 256;
@@ -13,17 +15,29 @@ const WG = 256;
 function run(entry: string, out: Tensor, a: Tensor | null, b: Tensor | null, alpha = 0, beta = 0, flopsPerElem = 1): void {
   const rt = out.rt;
   const n = out.size;
-  const buffers: Record<string, GPUBuffer> = { out: out.buffer };
-  if (a) buffers.a = a.buffer;
-  if (b) buffers.b = b.buffer;
+  const E = BYTES_PER_ELEMENT[out.dtype];
   const touched = 1 + (a ? 1 : 0) + (b ? 1 : 0);
-  rt.dispatch({
-    kernel: { shader: POINTWISE, entry, elem: out.dtype },
-    buffers,
-    params: { n, alpha, beta },
-    workgroups: grid1d(n, WG, rt.caps.maxWorkgroupsPerDimension),
-    work: { flops: n * flopsPerElem, bytes: n * touched * BYTES_PER_ELEMENT[out.dtype] },
-  });
+  const dispatch = (first: number, count: number, slice: (t: Tensor) => GPUBuffer | BufferSlice) => {
+    const buffers: Record<string, GPUBuffer | BufferSlice> = { out: slice(out) };
+    if (a) buffers.a = slice(a);
+    if (b) buffers.b = slice(b);
+    rt.dispatch({
+      kernel: { shader: POINTWISE, entry, elem: out.dtype },
+      buffers,
+      params: { n: count, alpha, beta },
+      workgroups: grid1d(count, WG, rt.caps.maxWorkgroupsPerDimension),
+      work: { flops: count * flopsPerElem, bytes: count * touched * E },
+    });
+  };
+  if (!overBindingLimit(rt, n * E)) {
+    dispatch(0, n, (t) => t.buffer);
+    return;
+  }
+  // Over the binding limit: aligned runs of elements, the same run of every operand.
+  for (const t of [a, b]) if (t && t.size !== n) throw new ReefError(`pointwise ${entry}: ${t.describe()} and ${out.describe()} differ in size`);
+  const unit = alignedCount(E, rt.caps.minStorageBufferOffsetAlignment);
+  const pieces = pieceRanges(n, E, unit, rt.caps.maxStorageBufferBindingSize)!;
+  for (const [first, count] of pieces) dispatch(first, count, (t) => bindRange(t, first, first + count).slice);
 }
 
 /** alpha·x + beta */

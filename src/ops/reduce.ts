@@ -8,6 +8,8 @@ import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { contiguousStrides, gridRows, normalizeAxis, pack8, sameShape } from './geometry.js';
 import { scale } from './pointwise.js';
 import { expand, reshape } from './shape.js';
+import { alignedCount, bindRange, overBindingLimit, pieceRanges } from './binding-range.js';
+import type { BufferSlice } from '../gpu/runtime.js';
 
 export const REDUCE: ShaderFile = { name: 'reduce', code };
 
@@ -24,23 +26,31 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
   const out = empty(x.rt, outShape, x.dtype, op);
   if (outCount > 0) {
     const rt = x.rt;
-    rt.dispatch({
-      kernel: { shader: REDUCE, entry: 'main', elem: x.dtype },
-      buffers: { src: x.buffer, dst: out.buffer },
-      params: {
-        outCount,
-        redCount,
-        keptRank: kept.length,
-        redRank: reduced.length,
-        scale: mean ? (redCount > 0 ? 1 / redCount : NaN) : 1,
-        keptShape: pack8(kept.map((i) => x.shape[i]!), op),
-        keptStride: pack8(kept.map((i) => strides[i]!), op),
-        redShape: pack8(reduced.map((i) => x.shape[i]!), op),
-        redStride: pack8(reduced.map((i) => strides[i]!), op),
-      },
-      workgroups: gridRows(outCount, rt.caps.maxWorkgroupsPerDimension),
-      work: { flops: x.size, bytes: (x.size + outCount) * BYTES_PER_ELEMENT[x.dtype] },
+    const E = BYTES_PER_ELEMENT[x.dtype];
+    const params = (rows: number, keptShape: number[], keptStride: number[]) => ({
+      outCount: rows,
+      redCount,
+      keptRank: keptShape.length,
+      redRank: reduced.length,
+      scale: mean ? (redCount > 0 ? 1 / redCount : NaN) : 1,
+      keptShape: pack8(keptShape, op),
+      keptStride: pack8(keptStride, op),
+      redShape: pack8(reduced.map((i) => x.shape[i]!), op),
+      redStride: pack8(reduced.map((i) => strides[i]!), op),
     });
+    const dispatch = (rows: number, keptShape: number[], keptStride: number[], src: GPUBuffer | BufferSlice, dst: GPUBuffer) =>
+      rt.dispatch({
+        kernel: { shader: REDUCE, entry: 'main', elem: x.dtype },
+        buffers: { src, dst },
+        params: params(rows, keptShape, keptStride),
+        workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
+        work: { flops: rows * redCount, bytes: (rows * redCount + rows) * E },
+      });
+    if (!overBindingLimit(rt, x.size * E)) {
+      dispatch(outCount, kept.map((i) => x.shape[i]!), kept.map((i) => strides[i]!), x.buffer, out.buffer);
+    } else {
+      reduceInPieces(x, out, reduced, outCount, redCount, dispatch, op);
+    }
   }
   const keptShape = x.shape.map((d, i) => (red.has(i) ? 1 : d));
   return record(op, out, [x], [], (g) => {
@@ -52,6 +62,42 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
     spread.dispose();
     return [scaled];
   });
+}
+
+/**
+ * x over the binding limit, reduced over its trailing axes (the spatial mean of a large map): blocks
+ * of whole rows, each reduced into a small temporary and copied into its place in `out`.
+ */
+function reduceInPieces(
+  x: Tensor,
+  out: Tensor,
+  reduced: number[],
+  outCount: number,
+  redCount: number,
+  dispatch: (rows: number, keptShape: number[], keptStride: number[], src: BufferSlice, dst: GPUBuffer) => void,
+  op: string,
+): void {
+  const rt = x.rt;
+  const E = BYTES_PER_ELEMENT[x.dtype];
+  const trailing = reduced.every((a, i) => a === x.ndim - reduced.length + i);
+  const fail = (why: string): never => {
+    out.dispose();
+    throw new ReefError(`${op}: ${x.describe()} exceeds the adapter's maxStorageBufferBindingSize (${rt.caps.maxStorageBufferBindingSize} bytes): ${why}`);
+  };
+  if (!trailing) fail('only reductions over the trailing axes are split into pieces');
+  if ((outCount * E) % 4 !== 0) fail('an odd number of f16 results');
+  const pieces = pieceRanges(outCount, redCount * E, alignedCount(redCount * E, rt.caps.minStorageBufferOffsetAlignment), rt.caps.maxStorageBufferBindingSize);
+  if (!pieces) return fail(`one row of ${redCount} values does not fit`);
+  for (const [r0, n] of pieces) {
+    const part = empty(rt, [n], x.dtype, `${op}_piece`);
+    try {
+      // The kept axes flatten to one of n rows, each redCount values apart.
+      dispatch(n, [n], [redCount], bindRange(x, r0 * redCount, (r0 + n) * redCount).slice, part.buffer);
+      rt.copy(part.buffer, 0, out.buffer, r0 * E, n * E);
+    } finally {
+      part.dispose();
+    }
+  }
 }
 
 /** Sum over `axes` (all when omitted or empty). */

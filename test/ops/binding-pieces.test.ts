@@ -4,16 +4,18 @@
  * limited to 16 KiB per binding takes those paths at small sizes: matmul splits rows of A and C and
  * rows of a transposed B; conv3d splits output and reduction channels per batch element, at piece
  * offsets that are not aligned (the kernels get the remainder). Checked against the float64
- * references, with gradients where the backward can be split too (conv3d dx; matmul dA with a small B).
+ * references, with gradients where the backward can be split too (conv3d dx; matmul dA with a small B;
+ * GELU, add, InstanceNorm/LayerNorm dx). Not split yet, and so refused with a clear error: conv3d dW,
+ * broadcasting binaries, expand (the mean's backward), LayerNorm parameter gradients.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../../src/gpu/runtime';
 import { conv3d } from '../../src/ops/conv3d';
-import { backward, matmul, MATMUL_VARIANTS, ReefError } from '../../src/index';
-import { makeRng } from '../ref/array';
+import { add, backward, gelu, instanceNorm, layerNorm, matmul, MATMUL_VARIANTS, mean, ReefError } from '../../src/index';
+import { arr, makeRng } from '../ref/array';
 import { conv3d as refConv3d, conv3dBackward } from '../ref/conv3d';
-import { matmulBackward } from '../ref/grads';
-import { matmul as refMatmul } from '../ref/ops';
+import { addBackward, geluBackward, layerNormBackward, matmulBackward } from '../ref/grads';
+import { add as refAdd, gelu as refGelu, layerNorm as refLayerNorm, matmul as refMatmul, mean as refMean } from '../ref/ops';
 import { checkOp, expectNoLeak, printErrorTable, randnT, upload } from '../support/compare';
 
 const LIMIT = 16 * 1024;
@@ -104,6 +106,81 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
       );
     });
   }
+
+  it('GELU over 5000 values (20 KB): aligned runs of elements, forward and backward', async () => {
+    const rng = makeRng(330);
+    await expectNoLeak(rt, () =>
+      checkOp(rt, {
+        op: 'gelu pieces',
+        inputs: [randnT([5, 1000], rng)],
+        gpu: ([x]) => gelu(x!),
+        ref: ([x]) => refGelu(x!),
+        vjp: ([x], g) => [geluBackward(x!, g)],
+        bound: 1e-6,
+        rng,
+      }),
+    );
+  });
+
+  it('a residual add of two 3×2001 maps: aligned runs of elements, forward and backward', async () => {
+    const rng = makeRng(331);
+    await expectNoLeak(rt, () =>
+      checkOp(rt, {
+        op: 'add pieces',
+        inputs: [randnT([3, 2001], rng), randnT([3, 2001], rng)],
+        gpu: ([a, b]) => add(a!, b!),
+        ref: ([a, b]) => refAdd(a!, b!),
+        vjp: ([a, b], g) => {
+          const r = addBackward(a!.shape, b!.shape, g);
+          return [r.da, r.db];
+        },
+        bound: 1e-7,
+        rng,
+      }),
+    );
+  });
+
+  it('InstanceNorm of a [2, 5, 8, 8, 8] map and LayerNorm of 700×13 rows: blocks of rows, stats bound whole', async () => {
+    const rng = makeRng(332);
+    await expectNoLeak(rt, () =>
+      checkOp(rt, {
+        op: 'instanceNorm pieces',
+        inputs: [randnT([2, 5, 8, 8, 8], rng)],
+        gpu: ([x]) => instanceNorm(x!),
+        ref: ([x]) => arr(x!.shape, refLayerNorm(arr([10, 512], x!.data), null, null).data),
+        vjp: ([x], g) => [arr(x!.shape, layerNormBackward(arr([10, 512], x!.data), null, null, arr([10, 512], g.data)).dx.data)],
+        bound: 2e-6,
+        rng,
+      }),
+    );
+    await expectNoLeak(rt, () =>
+      checkOp(rt, {
+        op: 'layerNorm pieces',
+        inputs: [randnT([700, 13], rng), randnT([13], rng), randnT([13], rng)],
+        grad: [true, false, false],
+        gpu: ([x, w, b]) => layerNorm(x!, w!, b!),
+        ref: ([x, w, b]) => refLayerNorm(x!, w!, b!),
+        vjp: ([x, w, b], g) => [layerNormBackward(x!, w!, b!, g).dx, undefined, undefined],
+        bound: 2e-6,
+        rng,
+      }),
+    );
+  });
+
+  // Its backward (an expand) does not split yet: forward only.
+  it('the spatial mean of a [2, 3, 12, 12, 12] map: blocks of rows into temporaries', async () => {
+    const rng = makeRng(333);
+    await expectNoLeak(rt, () =>
+      checkOp(rt, {
+        op: 'mean pieces',
+        inputs: [randnT([2, 3, 12, 12, 12], rng)],
+        gpu: ([x]) => mean(x!, [2, 3, 4]),
+        ref: ([x]) => refMean(x!, [2, 3, 4]),
+        bound: 1e-6,
+        rng,
+      }),
+    );
+  });
 
   it('conv3d in pieces is bitwise deterministic', async () => {
     const rng = makeRng(320);
