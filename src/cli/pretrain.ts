@@ -44,6 +44,8 @@ export interface PretrainOptions {
   stopAfter?: number;
   /** Install SIGINT/SIGTERM handlers that checkpoint before exiting (the CLI does). */
   handleSignals?: boolean;
+  /** Show the progress bar on stderr (default true). */
+  progress?: boolean;
 }
 
 /** What a run directory records about how it was started; `--resume` reads it back. */
@@ -160,10 +162,10 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   };
   const handlers = o.handleSignals ? ([['SIGINT', onSignal('SIGINT')], ['SIGTERM', onSignal('SIGTERM')]] as const) : [];
   for (const [sig, h] of handlers) process.on(sig, h);
-  const bar = new SingleBar({
+  const bar = o.progress === false ? null : new SingleBar({
+    noTTYOutput: true,
     format: 'step {value}/{total} [{bar}] loss {loss} (dino {dino} ibot {ibot} koleo {koleo}) | lr {lr} | {rate} crops/s | GPU {mem} | ETA {eta_formatted}',
     hideCursor: true,
-    noTTYOutput: true,
     notTTYSchedule: 5000,
     etaBuffer: 20,
   });
@@ -182,7 +184,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   const crops = r.batch * (2 + r.locals);
   try {
     if (restore) await restore();
-    bar.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', lr: '-', rate: '-', mem: '-' });
+    bar?.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', lr: '-', rate: '-', mem: '-' });
     const stopAt = Math.min(config.steps, o.stopAfter !== undefined ? start + o.stopAfter : Infinity);
     let next = start < stopAt ? makeBatch(sources, start, spec) : null;
     for (let step = start; step < stopAt; step++) {
@@ -195,7 +197,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
       elapsedMs += ms;
       await metrics.append(record(step + 1, res, ms, crops, rt));
       if (!res.applied) log(`\nstep ${step + 1}: non-finite ${res.nonFinite?.join(', ')}: step skipped`);
-      bar.update(step + 1, {
+      bar?.update(step + 1, {
         loss: res.loss.toFixed(4),
         dino: res.dino.toFixed(3),
         ibot: res.ibot.toFixed(3),
@@ -213,7 +215,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
       }
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save(done);
     }
-    bar.stop();
+    bar?.stop();
     const finished = (await run.readMetrics()).length;
     if (lastSaved !== finished) await save(finished);
     await plot();
@@ -226,7 +228,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     }
     summarise(await run.readMetrics(), r.prototypes, log);
   } finally {
-    bar.stop();
+    bar?.stop();
     for (const [sig, h] of handlers) process.off(sig, h);
     trainer.dispose();
   }

@@ -37,6 +37,7 @@ const base = (out: string, extra: Partial<PretrainOptions> = {}): PretrainOption
   checkpointEvery: 2,
   overrides: SMALL,
   log: () => {},
+  progress: false,
   ...extra,
 });
 const TIMING = new Set(['step_ms', 'crops_per_s', 'gpu_peak_bytes']);
