@@ -45,6 +45,9 @@ export { GradClipper, clipCoefficient, type GradClipOptions, type GradNormStats 
 export { DynamicLossScaler, type LossScalerOptions, type LossScalerState } from './train/loss-scaler.js';
 export { blockMask, ibotMasks, poolMask } from './train/masking.js';
 export { lossPlotSvg, seriesFromMetrics, type LossSeries } from './train/loss-plot.js';
+export { DinoTrainer, distributionStats, type DinoTrainerOptions, type DinoBatch, type DinoStepResult } from './train/dino-trainer.js';
+export { makeBatch, volumeIndex, type BatchSpec } from './train/pretrain-batch.js';
+export { RECIPES, recipe, recipeModel, type PretrainRecipe } from './train/pretrain-recipe.js';
 
 // Self-supervised heads and losses.
 export { l2Normalize } from './ops/l2-normalize.js';
