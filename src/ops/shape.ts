@@ -11,6 +11,8 @@ import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, numel, Tensor } from '../tensor/tensor.js';
 import { broadcastStrides, contiguousStrides, grid1d, normalizeAxis, pack8, sameShape } from './geometry.js';
 import { sumTo } from './reduce.js';
+import { bindRange, overBindingLimit } from './binding-range.js';
+import type { BufferSlice } from '../gpu/runtime.js';
 
 export const COPY_STRIDED: ShaderFile = { name: 'copy_strided', code };
 
@@ -24,15 +26,50 @@ export interface StridedCopy {
   accumulate?: boolean;
 }
 
-/** dst[outOffset + Σ i·outStride] = src[inOffset + Σ i·inStride] over `shape`. */
+/**
+ * dst[outOffset + Σ i·outStride] = src[inOffset + Σ i·inStride] over `shape`. Tensors over the
+ * binding limit are bound in pieces: the index space is halved along its first axis until the
+ * elements each half reads and writes fit one binding.
+ */
 export function copyStrided(src: Tensor, dst: Tensor, c: StridedCopy): void {
   if (src.dtype !== dst.dtype) throw new ReefError(`copy: ${src.describe()} → ${dst.describe()} changes the element type`);
-  const n = numel(c.shape);
-  if (n === 0) return;
+  if (numel(c.shape) === 0) return;
+  if ([...c.inStride, ...c.outStride].some((st) => st < 0)) throw new ReefError('copy: negative strides are not supported');
+  const E = BYTES_PER_ELEMENT[dst.dtype];
+  if (!overBindingLimit(dst.rt, src.size * E, dst.size * E)) {
+    dispatchCopy(dst.rt, dst.dtype, src.buffer, dst.buffer, c);
+    return;
+  }
+  copyInPieces(src, dst, { ...c, inOffset: c.inOffset ?? 0, outOffset: c.outOffset ?? 0 });
+}
+
+function copyInPieces(src: Tensor, dst: Tensor, c: StridedCopy & { inOffset: number; outOffset: number }): void {
   const rt = dst.rt;
+  const E = BYTES_PER_ELEMENT[dst.dtype];
+  const room = rt.caps.maxStorageBufferBindingSize - rt.caps.minStorageBufferOffsetAlignment;
+  const end = (offset: number, stride: readonly number[]) => offset + c.shape.reduce((p, d, i) => p + (d - 1) * stride[i]!, 0) + 1;
+  const inEnd = end(c.inOffset, c.inStride);
+  const outEnd = end(c.outOffset, c.outStride);
+  if ((inEnd - c.inOffset) * E <= room && (outEnd - c.outOffset) * E <= room) {
+    const input = bindRange(src, c.inOffset, inEnd);
+    const output = bindRange(dst, c.outOffset, outEnd);
+    dispatchCopy(rt, dst.dtype, input.slice, output.slice, { ...c, inOffset: input.offset, outOffset: output.offset });
+    return;
+  }
+  const axis = c.shape.findIndex((d) => d > 1);
+  if (axis < 0) throw new ReefError(`copy: one element does not fit a storage binding (${rt.caps.maxStorageBufferBindingSize} bytes)`);
+  const half = Math.ceil(c.shape[axis]! / 2);
+  for (const [from, count] of [[0, half], [half, c.shape[axis]! - half]] as const) {
+    const shape = c.shape.map((d, i) => (i === axis ? count : d));
+    copyInPieces(src, dst, { ...c, shape, inOffset: c.inOffset + from * c.inStride[axis]!, outOffset: c.outOffset + from * c.outStride[axis]! });
+  }
+}
+
+function dispatchCopy(rt: Tensor['rt'], dtype: Tensor['dtype'], src: GPUBuffer | BufferSlice, dst: GPUBuffer | BufferSlice, c: StridedCopy): void {
+  const n = numel(c.shape);
   rt.dispatch({
-    kernel: { shader: COPY_STRIDED, entry: 'main', elem: dst.dtype, overrides: { ACCUMULATE: c.accumulate ?? false } },
-    buffers: { src: src.buffer, dst: dst.buffer },
+    kernel: { shader: COPY_STRIDED, entry: 'main', elem: dtype, overrides: { ACCUMULATE: c.accumulate ?? false } },
+    buffers: { src, dst },
     params: {
       n,
       rank: c.shape.length,
@@ -43,7 +80,7 @@ export function copyStrided(src: Tensor, dst: Tensor, c: StridedCopy): void {
       outStride: pack8(c.outStride, 'copy'),
     },
     workgroups: grid1d(n, 256, rt.caps.maxWorkgroupsPerDimension),
-    work: { bytes: 2 * n * BYTES_PER_ELEMENT[dst.dtype] },
+    work: { bytes: 2 * n * BYTES_PER_ELEMENT[dtype] },
   });
 }
 

@@ -5,17 +5,17 @@
  * rows of a transposed B; conv3d splits output and reduction channels per batch element, at piece
  * offsets that are not aligned (the kernels get the remainder). Checked against the float64
  * references, with gradients where the backward can be split too (conv3d dx; matmul dA with a small B;
- * GELU, add, InstanceNorm/LayerNorm dx). Not split yet, and so refused with a clear error: conv3d dW,
- * broadcasting binaries, expand (the mean's backward), LayerNorm parameter gradients.
+ * GELU, add, InstanceNorm/LayerNorm dx, mean, permute, slice). Not split yet, and so refused with a
+ * clear error: conv3d dW, broadcasting binaries, LayerNorm parameter gradients.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../../src/gpu/runtime';
 import { conv3d } from '../../src/ops/conv3d';
-import { add, backward, gelu, instanceNorm, layerNorm, matmul, MATMUL_VARIANTS, mean, ReefError } from '../../src/index';
+import { add, backward, gelu, instanceNorm, layerNorm, matmul, MATMUL_VARIANTS, mean, permute, ReefError, slice } from '../../src/index';
 import { arr, makeRng } from '../ref/array';
 import { conv3d as refConv3d, conv3dBackward } from '../ref/conv3d';
-import { addBackward, geluBackward, layerNormBackward, matmulBackward } from '../ref/grads';
-import { add as refAdd, gelu as refGelu, layerNorm as refLayerNorm, matmul as refMatmul, mean as refMean } from '../ref/ops';
+import { addBackward, geluBackward, layerNormBackward, matmulBackward, meanBackward, permuteBackward, sliceBackward } from '../ref/grads';
+import { add as refAdd, gelu as refGelu, layerNorm as refLayerNorm, matmul as refMatmul, mean as refMean, permute as refPermute, slice as refSlice } from '../ref/ops';
 import { checkOp, expectNoLeak, printErrorTable, randnT, upload } from '../support/compare';
 
 const LIMIT = 16 * 1024;
@@ -167,8 +167,7 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
     );
   });
 
-  // Its backward (an expand) does not split yet: forward only.
-  it('the spatial mean of a [2, 3, 12, 12, 12] map: blocks of rows into temporaries', async () => {
+  it('the spatial mean of a [2, 3, 12, 12, 12] map: blocks of rows into temporaries; its backward expands in pieces', async () => {
     const rng = makeRng(333);
     await expectNoLeak(rt, () =>
       checkOp(rt, {
@@ -176,7 +175,34 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
         inputs: [randnT([2, 3, 12, 12, 12], rng)],
         gpu: ([x]) => mean(x!, [2, 3, 4]),
         ref: ([x]) => refMean(x!, [2, 3, 4]),
+        vjp: ([x], g) => [meanBackward(g, x!.shape, [2, 3, 4])],
         bound: 1e-6,
+        rng,
+      }),
+    );
+  });
+
+  it('permute of a [2, 5, 9, 10, 11] map to channels-last, and a slice of it: strided copies halved until they fit', async () => {
+    const rng = makeRng(334);
+    await expectNoLeak(rt, () =>
+      checkOp(rt, {
+        op: 'permute pieces',
+        inputs: [randnT([2, 5, 9, 10, 11], rng)],
+        gpu: ([x]) => permute(x!, [0, 2, 3, 4, 1]),
+        ref: ([x]) => refPermute(x!, [0, 2, 3, 4, 1]),
+        vjp: ([x], g) => [permuteBackward(g, [0, 2, 3, 4, 1])],
+        bound: 0,
+        rng,
+      }),
+    );
+    await expectNoLeak(rt, () =>
+      checkOp(rt, {
+        op: 'slice pieces',
+        inputs: [randnT([7, 3001], rng)],
+        gpu: ([x]) => slice(x!, [1, 5], [6, 2990]),
+        ref: ([x]) => refSlice(x!, [1, 5], [6, 2990]),
+        vjp: ([x], g) => [sliceBackward(g, x!.shape, [1, 5], [6, 2990])],
+        bound: 0,
         rng,
       }),
     );
