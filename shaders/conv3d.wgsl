@@ -49,6 +49,7 @@ struct Params {
   dstOff: u32, dstBatch: u32,
   wOff: u32, wStepN: u32, wStepC: u32,
   accumulate: u32,
+  gradOff: u32, gradBatch: u32,  // backward_weight: dy's piece offset and per-batch stride
 }
 
 @group(0) @binding(0) var<storage, read> src: array<T>;
@@ -217,7 +218,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
     var d = i32(s0 / (p.OW * p.OH));
     var s = s0;
     for (var m = mStart; m < mEnd; m++) {
-      let xb = b * p.CR * IS;
+      let xb = p.srcOff + b * p.srcBatch;
       var a: array<f32, TJ>;
       for (var t = 0u; t < TJ; t++) {
         let dd = d + kd[t];
@@ -227,7 +228,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
         let idx = select(0u, xb + cOff[t] + u32((dd * i32(p.IH) + hh) * i32(p.IW) + ww), ok);
         a[t] = select(0.0, f32(src[idx]), ok);
       }
-      let gb = b * p.NO * OS + s;
+      let gb = p.gradOff + b * p.gradBatch + s;
       for (var i = 0u; i < TC; i++) {
         let g = f32(grad[gb + gn[i]]);
         for (var t = 0u; t < TJ; t++) { acc[i][t] = fma(g, a[t], acc[i][t]); }

@@ -15,13 +15,15 @@
  */
 import code from '../../shaders/conv3d.wgsl';
 import type { KernelKey, ShaderFile } from '../gpu/kernel.js';
-import type { DispatchCall, Runtime } from '../gpu/runtime.js';
+import type { BufferSlice, DispatchCall, Runtime } from '../gpu/runtime.js';
 import type { Work } from '../gpu/profiler.js';
 import { ReefError } from '../gpu/errors.js';
 import { empty } from '../tensor/create.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
-import { bindRange } from './binding-range.js';
+import { bindRange, overBindingLimit } from './binding-range.js';
+import { copyStrided } from './shape.js';
+import { zeros } from '../tensor/fill.js';
 import { grid1d } from './geometry.js';
 
 export const CONV3D: ShaderFile = { name: 'conv3d', code };
@@ -109,6 +111,8 @@ function params(d: Dims, CR: number, NO: number, src: readonly number[], dst: re
     wStepN: 0,
     wStepC: 0,
     accumulate: 0,
+    gradOff: 0,
+    gradBatch: 0,
   };
 }
 
@@ -192,23 +196,93 @@ function convGemm(entry: 'forward' | 'backward_input', src: Tensor, weight: Tens
   }
 }
 
-/** dW[Co, Ci, k, k, k] = dyᵀ · A(x): partial sums per chunk of positions, then a fixed-order sum. */
+/**
+ * dW[Co, Ci, k, k, k] = dyᵀ · A(x): partial sums per chunk of positions, then a fixed-order sum.
+ * When x, dy or the partial sums exceed the binding limit: per batch element, blocks of output ×
+ * input channels, each block's dW added into place in a fixed order.
+ */
 function weightGrad(x: Tensor, dy: Tensor, d: Dims, dtype: Tensor['dtype']): Tensor {
   const rt = x.rt;
-  const plan = planConv3d(rt, d.Co);
-  const M = d.B * d.out[0] * d.out[1] * d.out[2];
+  const IS = d.in[0] * d.in[1] * d.in[2];
+  const OS = d.out[0] * d.out[1] * d.out[2];
+  const KK = d.k ** 3;
+  const M = d.B * OS;
+  const chunksFor = (m: number) => Math.max(1, Math.min(MAX_CHUNKS, Math.floor(m / MIN_CHUNK)));
+  const E = BYTES_PER_ELEMENT[x.dtype];
+  if (!overBindingLimit(rt, x.size * E, dy.size * E, 4 * chunksFor(M) * d.Co * d.Ci * KK)) {
+    const dw = empty(rt, [d.Co, d.Ci, d.k, d.k, d.k], dtype, 'conv3d_dw');
+    try {
+      weightGradBlock(x.buffer, dy.buffer, dw, d, d.B, d.Ci, d.Co, { srcOff: 0, srcBatch: d.Ci * IS, gradOff: 0, gradBatch: d.Co * OS });
+    } catch (e) {
+      dw.dispose();
+      throw e;
+    }
+    return dw;
+  }
+  const room = rt.caps.maxStorageBufferBindingSize - rt.caps.minStorageBufferOffsetAlignment;
+  const chunks = chunksFor(OS);
+  let cPer = Math.min(d.Ci, Math.floor(room / (IS * E)));
+  let nPer = Math.min(d.Co, Math.floor(room / (OS * E)));
+  while (cPer > 1 && nPer > 1 && 4 * chunks * nPer * cPer * KK > room) {
+    if (nPer >= cPer) nPer = Math.ceil(nPer / 2);
+    else cPer = Math.ceil(cPer / 2);
+  }
+  if (cPer < 1 || nPer < 1 || 4 * chunks * nPer * cPer * KK > room) {
+    throw new ReefError(`conv3d weight gradient ${x.describe()}, ${dy.describe()}: one channel does not fit a storage binding of ${rt.caps.maxStorageBufferBindingSize} bytes`);
+  }
+  const dw = zeros(rt, [d.Co, d.Ci, d.k, d.k, d.k], { dtype });
+  try {
+    const J = d.Ci * KK;
+    for (let b = 0; b < d.B; b++) {
+      for (let n0 = 0; n0 < d.Co; n0 += nPer) {
+        const nc = Math.min(nPer, d.Co - n0);
+        const grad = bindRange(dy, (b * d.Co + n0) * OS, (b * d.Co + n0 + nc) * OS);
+        for (let c0 = 0; c0 < d.Ci; c0 += cPer) {
+          const cc = Math.min(cPer, d.Ci - c0);
+          const src = bindRange(x, (b * d.Ci + c0) * IS, (b * d.Ci + c0 + cc) * IS);
+          const block = empty(rt, [nc, cc, d.k, d.k, d.k], dtype, 'conv3d_dw_block');
+          try {
+            weightGradBlock(src.slice, grad.slice, block, d, 1, cc, nc, { srcOff: src.offset, srcBatch: 0, gradOff: grad.offset, gradBatch: 0 });
+            copyStrided(block, dw, { shape: [nc, cc * KK], inStride: [cc * KK, 1], outOffset: n0 * J + c0 * KK, outStride: [J, 1], accumulate: true });
+          } finally {
+            block.dispose();
+          }
+        }
+      }
+    }
+  } catch (e) {
+    dw.dispose();
+    throw e;
+  }
+  return dw;
+}
+
+/** One dW GEMM: dw[NO, CR·KK] from src = x [B, CR, in] and grad = dy [B, NO, out] (whole or pieces). */
+function weightGradBlock(
+  src: GPUBuffer | BufferSlice,
+  grad: GPUBuffer | BufferSlice,
+  dw: Tensor,
+  d: Dims,
+  B: number,
+  CR: number,
+  NO: number,
+  offsets: { srcOff: number; srcBatch: number; gradOff: number; gradBatch: number },
+): void {
+  const rt = dw.rt;
+  const plan = planConv3d(rt, NO);
+  const OS = d.out[0] * d.out[1] * d.out[2];
+  const M = B * OS;
   const chunks = Math.max(1, Math.min(MAX_CHUNKS, Math.floor(M / MIN_CHUNK)));
   const mChunk = Math.ceil(M / chunks);
-  const J = d.Ci * d.k ** 3;
-  const total = d.Co * J;
-  const p = params(d, d.Ci, d.Co, d.in, d.out, d.pad, { mChunk, chunks, total });
+  const J = CR * d.k ** 3;
+  const total = NO * J;
+  const p = { ...params({ ...d, B }, CR, NO, d.in, d.out, d.pad, { mChunk, chunks, total }), ...offsets };
   const consts = { KS: d.k, WG, TJ, TC: plan.tc };
-  const partial = empty(rt, [chunks, d.Co, J], 'f32', 'conv3d_dw_partial');
-  const dw = empty(rt, [d.Co, d.Ci, d.k, d.k, d.k], dtype, 'conv3d_dw');
+  const partial = empty(rt, [chunks, NO, J], 'f32', 'conv3d_dw_partial');
   try {
-    dispatchTiles(rt, { shader: CONV3D, entry: 'backward_weight', elem: x.dtype, consts }, { src: x.buffer, grad: dy.buffer, partial: partial.buffer }, p, [Math.ceil(J / (WG * TJ)), Math.ceil(d.Co / plan.tc), chunks], {
+    dispatchTiles(rt, { shader: CONV3D, entry: 'backward_weight', elem: dw.dtype, consts }, { src, grad, partial: partial.buffer }, p, [Math.ceil(J / (WG * TJ)), Math.ceil(NO / plan.tc), chunks], {
       flops: 2 * M * total,
-      bytes: BYTES_PER_ELEMENT[x.dtype] * (x.size + dy.size) + 4 * partial.size,
+      bytes: BYTES_PER_ELEMENT[dw.dtype] * (B * CR * d.in[0] * d.in[1] * d.in[2] + M * NO) + 4 * partial.size,
     });
     // One invocation per element; t0x is the first element of each dispatch.
     const max = rt.caps.maxWorkgroupsPerDimension;
@@ -216,20 +290,16 @@ function weightGrad(x: Tensor, dy: Tensor, d: Dims, dtype: Tensor['dtype']): Ten
     for (let e0 = 0; e0 < total; e0 += perDispatch) {
       const n = Math.min(perDispatch, total - e0);
       rt.dispatch({
-        kernel: { shader: CONV3D, entry: 'sum_chunks', elem: dtype, consts },
+        kernel: { shader: CONV3D, entry: 'sum_chunks', elem: dw.dtype, consts },
         buffers: { parts: partial.buffer, dw: dw.buffer },
         params: { ...p, t0x: e0 },
         workgroups: grid1d(n, WG, max),
-        work: { flops: chunks * n, bytes: (4 * chunks + BYTES_PER_ELEMENT[dtype]) * n },
+        work: { flops: chunks * n, bytes: (4 * chunks + BYTES_PER_ELEMENT[dw.dtype]) * n },
       });
     }
-  } catch (e) {
-    dw.dispose();
-    throw e;
   } finally {
     partial.dispose();
   }
-  return dw;
 }
 
 export function conv3d(x: Tensor, weight: Tensor, opts: Conv3dOptions = {}): Tensor {

@@ -4,9 +4,9 @@
  * limited to 16 KiB per binding takes those paths at small sizes: matmul splits rows of A and C and
  * rows of a transposed B; conv3d splits output and reduction channels per batch element, at piece
  * offsets that are not aligned (the kernels get the remainder). Checked against the float64
- * references, with gradients where the backward can be split too (conv3d dx; matmul dA with a small B;
+ * references, with gradients where the backward can be split too (conv3d dx and dW; matmul dA with a small B;
  * GELU, add, InstanceNorm/LayerNorm dx, mean, permute, slice). Not split yet, and so refused with a
- * clear error: conv3d dW, broadcasting binaries, LayerNorm parameter gradients.
+ * clear error: broadcasting binaries and LayerNorm parameter gradients.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../../src/gpu/runtime';
@@ -87,7 +87,7 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
     { x: [1, 40, 1, 1, 1], co: 30, k: 3 },
   ] as const;
   for (const c of convCases) {
-    it(`conv3d ${c.x.join('×')} → ${c.co} (k=${c.k}): forward and dx in pieces, matching float64`, async () => {
+    it(`conv3d ${c.x.join('×')} → ${c.co} (k=${c.k}): forward, dx and dW in pieces, matching float64`, async () => {
       const rng = makeRng(310 + c.co + c.x[1]);
       const K = c.k ** 3;
       await expectNoLeak(rt, () =>
@@ -95,12 +95,14 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
           op: `conv3d pieces k=${c.k}`,
           inputs: [randnT(c.x, rng), randnT([c.co, c.x[1], c.k, c.k, c.k], rng)],
           names: ['x', 'weight'],
-          grad: [true, false],
           gpu: ([x, w]) => conv3d(x!, w!),
           ref: ([x, w]) => refConv3d(x!, w!),
-          vjp: ([x, w], g) => [conv3dBackward(x!, w!, g).dx, undefined],
+          vjp: ([x, w], g) => {
+            const r = conv3dBackward(x!, w!, g);
+            return [r.dx, r.dw];
+          },
           bound: 1.5e-7 * Math.sqrt(c.x[1] * K) * 3,
-          gradBound: 1.5e-7 * Math.sqrt(c.co * K) * 3,
+          gradBound: [1.5e-7 * Math.sqrt(c.co * K) * 3, 1.5e-7 * Math.sqrt(c.x[0] * c.x[2] * c.x[3] * c.x[4]) * 3],
           rng,
         }),
       );
@@ -211,17 +213,19 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
   it('conv3d in pieces is bitwise deterministic', async () => {
     const rng = makeRng(320);
     const x = upload(rt, randnT([2, 20, 9, 8, 7], rng), { requiresGrad: true });
-    const w = upload(rt, randnT([12, 20, 3, 3, 3], rng));
+    const w = upload(rt, randnT([12, 20, 3, 3, 3], rng), { requiresGrad: true });
     const g = upload(rt, randnT([2, 12, 9, 8, 7], rng));
     const runs: Float32Array[] = [];
     try {
       for (let i = 0; i < 2; i++) {
         const y = conv3d(x, w);
         backward(y, g);
-        runs.push(new Float32Array([...(await y.read()), ...(await x.grad!.read())]));
+        runs.push(new Float32Array([...(await y.read()), ...(await x.grad!.read()), ...(await w.grad!.read())]));
         y.dispose();
-        x.grad!.dispose();
-        x.grad = null;
+        for (const t of [x, w]) {
+          t.grad!.dispose();
+          t.grad = null;
+        }
       }
       expect(Buffer.from(runs[0]!.buffer).equals(Buffer.from(runs[1]!.buffer))).toBe(true);
     } finally {
