@@ -49,7 +49,12 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
     if (!overBindingLimit(rt, x.size * E)) {
       dispatch(outCount, kept.map((i) => x.shape[i]!), kept.map((i) => strides[i]!), x.buffer, out.buffer);
     } else {
-      reduceInPieces(x, out, reduced, outCount, redCount, dispatch, op);
+      try {
+        reduceInPieces(x, out, reduced, outCount, redCount, mean, op);
+      } catch (e) {
+        out.dispose();
+        throw e;
+      }
     }
   }
   const keptShape = x.shape.map((d, i) => (red.has(i) ? 1 : d));
@@ -65,38 +70,61 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
 }
 
 /**
- * x over the binding limit, reduced over its trailing axes (the spatial mean of a large map): blocks
- * of whole rows, each reduced into a small temporary and copied into its place in `out`.
+ * x over the binding limit, reduced over its trailing axes (the spatial mean of a large map, the mean
+ * of a whole one): x is read as rows of contiguous values, in blocks of whole rows that each reduce
+ * into a small temporary copied into place. A row too long for one binding is cut into equal
+ * sub-rows whose sums are added by a second, small reduction. Fixed order throughout.
  */
-function reduceInPieces(
-  x: Tensor,
-  out: Tensor,
-  reduced: number[],
-  outCount: number,
-  redCount: number,
-  dispatch: (rows: number, keptShape: number[], keptStride: number[], src: BufferSlice, dst: GPUBuffer) => void,
-  op: string,
-): void {
+function reduceInPieces(x: Tensor, out: Tensor, reduced: number[], outCount: number, redCount: number, mean: boolean, op: string): void {
   const rt = x.rt;
   const E = BYTES_PER_ELEMENT[x.dtype];
-  const trailing = reduced.every((a, i) => a === x.ndim - reduced.length + i);
+  const room = rt.caps.maxStorageBufferBindingSize;
+  const align = rt.caps.minStorageBufferOffsetAlignment;
   const fail = (why: string): never => {
-    out.dispose();
-    throw new ReefError(`${op}: ${x.describe()} exceeds the adapter's maxStorageBufferBindingSize (${rt.caps.maxStorageBufferBindingSize} bytes): ${why}`);
+    throw new ReefError(`${op}: ${x.describe()} exceeds the adapter's maxStorageBufferBindingSize (${room} bytes): ${why}`);
   };
-  if (!trailing) fail('only reductions over the trailing axes are split into pieces');
-  if ((outCount * E) % 4 !== 0) fail('an odd number of f16 results');
-  const pieces = pieceRanges(outCount, redCount * E, alignedCount(redCount * E, rt.caps.minStorageBufferOffsetAlignment), rt.caps.maxStorageBufferBindingSize);
-  if (!pieces) return fail(`one row of ${redCount} values does not fit`);
-  for (const [r0, n] of pieces) {
-    const part = empty(rt, [n], x.dtype, `${op}_piece`);
-    try {
-      // The kept axes flatten to one of n rows, each redCount values apart.
-      dispatch(n, [n], [redCount], bindRange(x, r0 * redCount, (r0 + n) * redCount).slice, part.buffer);
-      rt.copy(part.buffer, 0, out.buffer, r0 * E, n * E);
-    } finally {
-      part.dispose();
+  if (!reduced.every((a, i) => a === x.ndim - reduced.length + i)) fail('only reductions over the trailing axes are split into pieces');
+  // Sub-rows: the fewest equal parts of a row that fit a binding with room for an aligned block.
+  let parts = 1;
+  while (parts <= redCount && (redCount % parts !== 0 || (redCount / parts) * E * alignedCount((redCount / parts) * E, align) > room)) parts++;
+  if (parts > redCount) fail(`its rows of ${redCount} values cannot be cut into aligned parts that fit`);
+  const len = redCount / parts;
+  const rows = outCount * parts;
+  const rowSums = (target: Tensor, scale: number) => {
+    const pieces = pieceRanges(rows, len * E, alignedCount(len * E, align), room)!;
+    for (const [r0, n] of pieces) {
+      const part = empty(rt, [n], x.dtype, `${op}_piece`);
+      try {
+        rt.dispatch({
+          kernel: { shader: REDUCE, entry: 'main', elem: x.dtype },
+          buffers: { src: bindRange(x, r0 * len, (r0 + n) * len).slice, dst: part.buffer },
+          params: { outCount: n, redCount: len, keptRank: 1, redRank: 1, scale, keptShape: pack8([n], op), keptStride: pack8([len], op), redShape: pack8([len], op), redStride: pack8([1], op) },
+          workgroups: gridRows(n, rt.caps.maxWorkgroupsPerDimension),
+          work: { flops: n * len, bytes: (n * len + n) * E },
+        });
+        rt.copy(part.buffer, 0, target.buffer, r0 * E, n * E);
+      } finally {
+        part.dispose();
+      }
     }
+  };
+  if ((rows * E) % 4 !== 0) fail('an odd number of f16 partial results');
+  if (parts === 1) {
+    rowSums(out, mean ? 1 / redCount : 1);
+    return;
+  }
+  const partial = empty(rt, [outCount, parts], x.dtype, `${op}_parts`);
+  try {
+    rowSums(partial, 1);
+    rt.dispatch({
+      kernel: { shader: REDUCE, entry: 'main', elem: x.dtype },
+      buffers: { src: partial.buffer, dst: out.buffer },
+      params: { outCount, redCount: parts, keptRank: 1, redRank: 1, scale: mean ? 1 / redCount : 1, keptShape: pack8([outCount], op), keptStride: pack8([parts], op), redShape: pack8([parts], op), redStride: pack8([1], op) },
+      workgroups: gridRows(outCount, rt.caps.maxWorkgroupsPerDimension),
+      work: { flops: outCount * parts, bytes: (outCount * parts + outCount) * E },
+    });
+  } finally {
+    partial.dispose();
   }
 }
 

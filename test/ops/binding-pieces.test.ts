@@ -11,11 +11,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../../src/gpu/runtime';
 import { conv3d } from '../../src/ops/conv3d';
-import { add, backward, gelu, instanceNorm, layerNorm, matmul, MATMUL_VARIANTS, mean, permute, ReefError, slice } from '../../src/index';
+import { add, backward, gelu, instanceNorm, layerNorm, matmul, MATMUL_VARIANTS, mean, permute, ReefError, slice, sum } from '../../src/index';
 import { arr, makeRng } from '../ref/array';
 import { conv3d as refConv3d, conv3dBackward } from '../ref/conv3d';
-import { addBackward, geluBackward, layerNormBackward, matmulBackward, meanBackward, permuteBackward, sliceBackward } from '../ref/grads';
-import { add as refAdd, gelu as refGelu, layerNorm as refLayerNorm, matmul as refMatmul, mean as refMean, permute as refPermute, slice as refSlice } from '../ref/ops';
+import { addBackward, geluBackward, layerNormBackward, matmulBackward, meanBackward, permuteBackward, sliceBackward, sumBackward } from '../ref/grads';
+import { add as refAdd, gelu as refGelu, layerNorm as refLayerNorm, matmul as refMatmul, mean as refMean, permute as refPermute, slice as refSlice, sum as refSum } from '../ref/ops';
 import { checkOp, expectNoLeak, printErrorTable, randnT, upload } from '../support/compare';
 
 const LIMIT = 16 * 1024;
@@ -182,6 +182,23 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
         rng,
       }),
     );
+  });
+
+  it('the mean of a whole [2, 3, 12, 12, 12] map and a sum over [1..4]: rows cut into sub-rows whose sums are added', async () => {
+    const rng = makeRng(335);
+    for (const axes of [[0, 1, 2, 3, 4], [1, 2, 3, 4]]) {
+      await expectNoLeak(rt, () =>
+        checkOp(rt, {
+          op: 'mean/sum pieces, sub-rows',
+          inputs: [randnT([2, 3, 12, 12, 12], rng)],
+          gpu: ([x]) => (axes.length === 5 ? mean(x!, axes) : sum(x!, axes)),
+          ref: ([x]) => (axes.length === 5 ? refMean(x!, axes) : refSum(x!, axes)),
+          vjp: ([x], g) => [axes.length === 5 ? meanBackward(g, x!.shape, axes) : sumBackward(g, x!.shape, axes)],
+          bound: 1e-6,
+          rng,
+        }),
+      );
+    }
   });
 
   it('permute of a [2, 5, 9, 10, 11] map to channels-last, and a slice of it: strided copies halved until they fit', async () => {
