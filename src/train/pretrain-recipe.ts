@@ -2,8 +2,8 @@
  * Pretraining recipes: the CoralBay encoder preset plus every DINO/iBOT/KoLeo value, each one a
  * `reef pretrain` flag. CoralBay's own values are not public; where the spec says NOT FOUND these
  * are DINO/DINOv2's defaults. `tiny` is the demo: fs 12, 32³ globals, 16³ locals, a 256-wide head
- * with 4096 prototypes, and a learning rate that moves in a few hundred steps (peak 2e-3 at batch 2:
- * base 0.256 per 256 images) with 1-epoch warm-ups over 50-step epochs.
+ * with 4096 prototypes, a peak lr of 2e-3 at batch 2 (base 0.256 per 256 images) and 1-epoch
+ * warm-ups over 50-step epochs. Not yet tuned to learn on the sample CT (its teacher drifts to uniform).
  */
 import { ReefError } from '../gpu/errors.js';
 import { preset, type ModelConfig } from '../models/swin3d/config.js';
