@@ -2,7 +2,7 @@
  * Intensity and flip augmentations of one crop, all in place on a (D, H, W) Float32Array:
  *
  *  - HU window: clip to a clinical window [lo, hi] and scale to [0, 1] (MONAI ScaleIntensityRange
- *    with clip, the same f32 arithmetic as nifti.ts's windowHu);
+ *    with clip, in torch's f32 arithmetic; nifti.ts's windowHu is this too);
  *  - histogram shift: a smooth monotone remap of [0, 1] onto itself with fixed endpoints. Knots at
  *    x_i = i/(n−1); interior y_i drawn in turn from U(y_{i−1}, x_{i+1}) (MONAI RandHistogramShift's
  *    scheme), joined by a monotone piecewise-cubic (PCHIP, Fritsch–Carlson slopes, as scipy's
@@ -39,7 +39,7 @@ export function applyWindow(data: Float32Array, lo: number, hi: number, out: Flo
   const span = Math.fround(hi - lo);
   for (let i = 0; i < data.length; i++) {
     const v = Math.fround(Math.fround(data[i]! - flo) / span);
-    out[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+    out[i] = v < 0 ? 0 : v > 1 ? 1 : v; // NaN stays NaN, as torch.clamp
   }
   return out;
 }

@@ -15,7 +15,7 @@ export function gunzipChecked(bytes: Uint8Array, name: string): Uint8Array {
   try {
     out = gunzipSync(bytes);
   } catch (e) {
-    throw new DataError(`${name}: corrupt or truncated gzip (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+    throw new DataError(`${name}: corrupt gzip (${e instanceof Error ? e.message : String(e)}; damaged or truncated file)`, { cause: e });
   }
   const t = new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 8, 8);
   if (out.length % 2 ** 32 !== t.getUint32(4, true) || crc32(out) !== t.getUint32(0, true)) {

@@ -8,9 +8,10 @@
  * reader mis-signs negative values, its readImage trusts bitpix and never checks lengths, and
  * fflate (its inflater) does not verify the gzip CRC. Checked bit-for-bit against nibabel 5.4.
  */
-import { decompress, NIFTI1, NIFTI2 } from 'nifti-reader-js';
+import { NIFTI1, NIFTI2 } from 'nifti-reader-js';
 import { ReefError } from '../gpu/errors.js';
-import { crc32 } from '../io/crc32.js';
+import { applyWindow } from './augment.js';
+import { gunzipChecked, isGzip } from './gzip.js';
 
 export interface Volume {
   /** Row-major (D, H, W) = (i, j, k): `data[(i*nj + j)*nk + k]` is voxel (i, j, k). */
@@ -62,8 +63,15 @@ export function decodeNifti(bytes: Uint8Array, name: string): Volume {
     throw new NiftiError(`${name}: ${msg}`);
   };
   try {
-    const buf = isGzip(bytes) ? gunzip(bytes, fail) : exactBuffer(bytes);
-    return decode(buf, name, fail);
+    let raw = bytes;
+    if (isGzip(bytes)) {
+      try {
+        raw = gunzipChecked(bytes, name);
+      } catch (e) {
+        throw new NiftiError((e as Error).message, { cause: e }); // already names the file
+      }
+    }
+    return decode(exactBuffer(raw), name, fail);
   } catch (e) {
     if (e instanceof NiftiError) throw e;
     // A library or RangeError from a malformed header: still say which file.
@@ -259,34 +267,11 @@ function swapBytes(b: Uint8Array, n: number): void {
   }
 }
 
-function isGzip(b: Uint8Array): boolean {
-  return b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
-}
-
 /** An ArrayBuffer holding exactly these bytes (a Node Buffer may be a view into a shared pool). */
 function exactBuffer(b: Uint8Array): ArrayBuffer {
   if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
   return new Uint8Array(b).buffer; // a copy; Buffer#slice would not copy
 }
-
-/** Inflates a gzip member and checks its CRC-32 and length trailer, which fflate leaves unchecked. */
-function gunzip(bytes: Uint8Array, fail: (msg: string) => never): ArrayBuffer {
-  if (bytes.length < 18) fail(`corrupt gzip: only ${bytes.length} bytes`);
-  let out: ArrayBuffer;
-  try {
-    out = decompress(exactBuffer(bytes)) as ArrayBuffer; // fflate output: always a plain ArrayBuffer
-  } catch (e) {
-    return fail(`corrupt gzip (${e instanceof Error ? e.message : String(e)})`);
-  }
-  const t = new DataView(bytes.buffer, bytes.byteOffset + bytes.length - 8, 8);
-  const crc = t.getUint32(0, true);
-  const size = t.getUint32(4, true);
-  if (out.byteLength % 2 ** 32 !== size || crc32(new Uint8Array(out)) !== crc) {
-    fail('corrupt gzip: CRC or length check failed (damaged file, or a multi-member gzip, which is not supported)');
-  }
-  return out;
-}
-
 
 /**
  * MONAI `ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0, b_max=1, clip=True)`: clips to [lo, hi]
@@ -294,13 +279,6 @@ function gunzip(bytes: Uint8Array, fail: (msg: string) => never): ArrayBuffer {
  */
 export function windowHu(data: Float32Array, lo: number, hi: number): Float32Array {
   if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo < hi)) throw new NiftiError(`windowHu: need finite lo < hi, got lo=${lo}, hi=${hi}`);
-  // torch computes (x − lo) / (hi − lo) in f32, scalars rounded to f32; an f64 op then fround gives the same bits.
-  const flo = Math.fround(lo);
-  const span = Math.fround(hi - lo);
-  const out = new Float32Array(data.length);
-  for (let i = 0; i < data.length; i++) {
-    const v = Math.fround(Math.fround(data[i]! - flo) / span);
-    out[i] = v < 0 ? 0 : v > 1 ? 1 : v; // NaN stays NaN, as torch.clamp
-  }
-  return out;
+  // torch computes (x − lo) / (hi − lo) in f32, scalars rounded to f32: augment.ts's applyWindow does exactly that.
+  return applyWindow(data, lo, hi, new Float32Array(data.length));
 }
