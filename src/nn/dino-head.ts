@@ -16,7 +16,7 @@ import { ReefError } from '../gpu/errors.js';
 import { l2Normalize } from '../ops/l2-normalize.js';
 import { matmul } from '../ops/matmul.js';
 import { gelu } from '../ops/pointwise.js';
-import { makeRng, tensor } from '../tensor/create.js';
+import { makeRng, normalPair, tensor } from '../tensor/create.js';
 import { keep, type Tensor } from '../tensor/tensor.js';
 import { uniformInit } from './linear.js';
 import { Module } from './module.js';
@@ -37,10 +37,7 @@ export function truncNormalInit(n: number, std: number, seed: number, lo = -2, h
   const rng = makeRng(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; ) {
-    const u1 = Math.max(rng(), 1e-12);
-    const u2 = rng();
-    const r = Math.sqrt(-2 * Math.log(u1)) * std;
-    for (const v of [r * Math.cos(2 * Math.PI * u2), r * Math.sin(2 * Math.PI * u2)]) {
+    for (const v of normalPair(rng, std)) {
       if (i < n && v >= lo && v <= hi) out[i++] = v;
     }
   }

@@ -43,15 +43,21 @@ export function makeRng(seed: number): () => number {
   };
 }
 
-/** n normal samples N(0, std²) from `rng` (Box–Muller, two per pair of draws). */
+/** Two independent N(0, std²) samples from two draws of `rng` (Box–Muller). */
+export function normalPair(rng: () => number, std = 1): [number, number] {
+  const u1 = Math.max(rng(), 1e-12);
+  const u2 = rng();
+  const r = Math.sqrt(-2 * Math.log(u1)) * std;
+  return [r * Math.cos(2 * Math.PI * u2), r * Math.sin(2 * Math.PI * u2)];
+}
+
+/** n normal samples N(0, std²) from `rng`, two per pair of draws. */
 export function normalSamples(n: number, rng: () => number, std = 1): Float32Array {
   const data = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
-    const u1 = Math.max(rng(), 1e-12);
-    const u2 = rng();
-    const r = Math.sqrt(-2 * Math.log(u1)) * std;
-    data[i] = r * Math.cos(2 * Math.PI * u2);
-    if (i + 1 < n) data[i + 1] = r * Math.sin(2 * Math.PI * u2);
+    const [a, b] = normalPair(rng, std);
+    data[i] = a;
+    if (i + 1 < n) data[i + 1] = b;
   }
   return data;
 }
