@@ -8,7 +8,7 @@ import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { broadcastShapes, broadcastStrides, grid1d, pack8, sameShape } from './geometry.js';
 import { neg } from './pointwise.js';
-import { alignedCount, bindRange, overBindingLimit, pieceRanges } from './binding-range.js';
+import { bindRange, elementRuns, overBindingLimit } from './binding-range.js';
 import type { BufferSlice } from '../gpu/runtime.js';
 import { sumTo } from './reduce.js';
 
@@ -50,8 +50,7 @@ function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
     out.dispose();
     throw new ReefError(`${op}: ${a.describe()} ∘ ${b.describe()} exceeds the adapter's maxStorageBufferBindingSize (${rt.caps.maxStorageBufferBindingSize} bytes); only equal shapes are split into pieces`);
   }
-  const pieces = pieceRanges(n, E, alignedCount(E, rt.caps.minStorageBufferOffsetAlignment), rt.caps.maxStorageBufferBindingSize)!;
-  for (const [first, count] of pieces) {
+  for (const [first, count] of elementRuns(rt, n, E)) {
     const range = (t: Tensor) => bindRange(t, first, first + count).slice;
     dispatch(count, { a: range(a), b: range(b), out: range(out) });
   }

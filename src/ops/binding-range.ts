@@ -48,6 +48,11 @@ export function pieceRanges(count: number, maxItemBytes: number, unit: number, l
   return out;
 }
 
+/** Aligned runs [first, count) of a flat array of n elements of `bytesPer` bytes, each fitting one binding. */
+export function elementRuns(rt: Tensor['rt'], n: number, bytesPer: number): [number, number][] {
+  return pieceRanges(n, bytesPer, alignedCount(bytesPer, rt.caps.minStorageBufferOffsetAlignment), rt.caps.maxStorageBufferBindingSize)!;
+}
+
 /** Whether any of `bytes` exceeds the adapter's storage binding limit. */
 export function overBindingLimit(rt: Tensor['rt'], ...bytes: number[]): boolean {
   return bytes.some((b) => b > rt.caps.maxStorageBufferBindingSize);

@@ -43,11 +43,12 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   // Rows bound in pieces when x is over the binding limit (InstanceNorm of a 48 × 96³ map).
   const pieces = rowPieces(x, rows, C);
   const gridOf = (n: number) => (byRow ? grid1d(n, WG, rt.caps.maxWorkgroupsPerDimension) : gridRows(n, rt.caps.maxWorkgroupsPerDimension));
+  // Rows r0 … r0 + n of a [rows, C] tensor: the whole buffer when there is a single piece.
+  const cut = (t: Tensor, r0: number, n: number) => (pieces.length === 1 ? t.buffer : bindRange(t, r0 * C, (r0 + n) * C).slice);
   for (const [r0, n] of pieces) {
-    const cut = (t: Tensor, per: number) => (pieces.length === 1 ? t.buffer : bindRange(t, r0 * per, (r0 + n) * per).slice);
     rt.dispatch({
       kernel: { shader: LAYERNORM, entry: byRow ? 'forward_rows' : 'forward', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
-      buffers: { x: cut(x, C), weight: weight?.buffer ?? rt.dummy, bias: bias?.buffer ?? rt.dummy, y: cut(y, C), stats: stats.buffer },
+      buffers: { x: cut(x, r0, n), weight: weight?.buffer ?? rt.dummy, bias: bias?.buffer ?? rt.dummy, y: cut(y, r0, n), stats: stats.buffer },
       params: { ...params, rows: n, statsRow0: r0 },
       workgroups: gridOf(n),
       work: { flops: 8 * n * C, bytes: 3 * n * C * bytes },
@@ -60,10 +61,9 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
       const dx = x.requiresGrad ? empty(rt, x.shape, x.dtype, 'layernorm_dx') : null;
       if (dx) {
         for (const [r0, n] of pieces) {
-          const cut = (t: Tensor, per: number) => (pieces.length === 1 ? t.buffer : bindRange(t, r0 * per, (r0 + n) * per).slice);
           rt.dispatch({
             kernel: { shader: LAYERNORM, entry: byRow ? 'backward_input_rows' : 'backward_input', elem: x.dtype, consts: { WG }, overrides: { AFFINE: affine } },
-            buffers: { x: cut(xs, C), weight: w?.buffer ?? rt.dummy, grad: cut(g, C), y: cut(dx, C), stats: st.buffer },
+            buffers: { x: cut(xs, r0, n), weight: w?.buffer ?? rt.dummy, grad: cut(g, r0, n), y: cut(dx, r0, n), stats: st.buffer },
             params: { ...params, rows: n, statsRow0: r0 },
             workgroups: gridOf(n),
             work: { flops: 10 * n * C, bytes: 3 * n * C * bytes },

@@ -6,7 +6,7 @@ import { empty } from '../tensor/create.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { grid1d, sameShape } from './geometry.js';
-import { alignedCount, bindRange, overBindingLimit, pieceRanges } from './binding-range.js';
+import { bindRange, elementRuns, overBindingLimit } from './binding-range.js';
 import type { BufferSlice } from '../gpu/runtime.js';
 
 export const POINTWISE: ShaderFile = { name: 'pointwise', code };
@@ -35,9 +35,7 @@ function run(entry: string, out: Tensor, a: Tensor | null, b: Tensor | null, alp
   }
   // Over the binding limit: aligned runs of elements, the same run of every operand.
   for (const t of [a, b]) if (t && t.size !== n) throw new ReefError(`pointwise ${entry}: ${t.describe()} and ${out.describe()} differ in size`);
-  const unit = alignedCount(E, rt.caps.minStorageBufferOffsetAlignment);
-  const pieces = pieceRanges(n, E, unit, rt.caps.maxStorageBufferBindingSize)!;
-  for (const [first, count] of pieces) dispatch(first, count, (t) => bindRange(t, first, first + count).slice);
+  for (const [first, count] of elementRuns(rt, n, E)) dispatch(first, count, (t) => bindRange(t, first, first + count).slice);
 }
 
 /** alpha·x + beta */

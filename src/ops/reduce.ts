@@ -25,29 +25,13 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
   const redCount = reduced.reduce((p, i) => p * x.shape[i]!, 1);
   const out = empty(x.rt, outShape, x.dtype, op);
   if (outCount > 0) {
-    const rt = x.rt;
-    const E = BYTES_PER_ELEMENT[x.dtype];
-    const params = (rows: number, keptShape: number[], keptStride: number[]) => ({
-      outCount: rows,
-      redCount,
-      keptRank: keptShape.length,
-      redRank: reduced.length,
-      scale: mean ? (redCount > 0 ? 1 / redCount : NaN) : 1,
-      keptShape: pack8(keptShape, op),
-      keptStride: pack8(keptStride, op),
-      redShape: pack8(reduced.map((i) => x.shape[i]!), op),
-      redStride: pack8(reduced.map((i) => strides[i]!), op),
-    });
-    const dispatch = (rows: number, keptShape: number[], keptStride: number[], src: GPUBuffer | BufferSlice, dst: GPUBuffer) =>
-      rt.dispatch({
-        kernel: { shader: REDUCE, entry: 'main', elem: x.dtype },
-        buffers: { src, dst },
-        params: params(rows, keptShape, keptStride),
-        workgroups: gridRows(rows, rt.caps.maxWorkgroupsPerDimension),
-        work: { flops: rows * redCount, bytes: (rows * redCount + rows) * E },
+    if (!overBindingLimit(x.rt, x.size * BYTES_PER_ELEMENT[x.dtype])) {
+      dispatchReduce(x, x.buffer, out.buffer, op, {
+        rows: outCount,
+        kept: [kept.map((i) => x.shape[i]!), kept.map((i) => strides[i]!)],
+        red: [reduced.map((i) => x.shape[i]!), reduced.map((i) => strides[i]!)],
+        scale: mean ? (redCount > 0 ? 1 / redCount : NaN) : 1,
       });
-    if (!overBindingLimit(rt, x.size * E)) {
-      dispatch(outCount, kept.map((i) => x.shape[i]!), kept.map((i) => strides[i]!), x.buffer, out.buffer);
     } else {
       try {
         reduceInPieces(x, out, reduced, outCount, redCount, mean, op);
@@ -66,6 +50,37 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
     const scaled = scale(spread, 1 / redCount);
     spread.dispose();
     return [scaled];
+  });
+}
+
+interface ReduceGeometry {
+  /** Output elements; each sums `red` at its `kept` position. */
+  rows: number;
+  kept: [shape: number[], stride: number[]];
+  red: [shape: number[], stride: number[]];
+  scale: number;
+}
+
+/** One dispatch of the reduce kernel over src (x's element type) into dst. */
+function dispatchReduce(x: Tensor, src: GPUBuffer | BufferSlice, dst: GPUBuffer, op: string, g: ReduceGeometry): void {
+  const rt = x.rt;
+  const redCount = g.red[0].reduce((p, d) => p * d, 1);
+  rt.dispatch({
+    kernel: { shader: REDUCE, entry: 'main', elem: x.dtype },
+    buffers: { src, dst },
+    params: {
+      outCount: g.rows,
+      redCount,
+      keptRank: g.kept[0].length,
+      redRank: g.red[0].length,
+      scale: g.scale,
+      keptShape: pack8(g.kept[0], op),
+      keptStride: pack8(g.kept[1], op),
+      redShape: pack8(g.red[0], op),
+      redStride: pack8(g.red[1], op),
+    },
+    workgroups: gridRows(g.rows, rt.caps.maxWorkgroupsPerDimension),
+    work: { flops: g.rows * redCount, bytes: (g.rows * redCount + g.rows) * BYTES_PER_ELEMENT[x.dtype] },
   });
 }
 
@@ -95,13 +110,7 @@ function reduceInPieces(x: Tensor, out: Tensor, reduced: number[], outCount: num
     for (const [r0, n] of pieces) {
       const part = empty(rt, [n], x.dtype, `${op}_piece`);
       try {
-        rt.dispatch({
-          kernel: { shader: REDUCE, entry: 'main', elem: x.dtype },
-          buffers: { src: bindRange(x, r0 * len, (r0 + n) * len).slice, dst: part.buffer },
-          params: { outCount: n, redCount: len, keptRank: 1, redRank: 1, scale, keptShape: pack8([n], op), keptStride: pack8([len], op), redShape: pack8([len], op), redStride: pack8([1], op) },
-          workgroups: gridRows(n, rt.caps.maxWorkgroupsPerDimension),
-          work: { flops: n * len, bytes: (n * len + n) * E },
-        });
+        dispatchReduce(x, bindRange(x, r0 * len, (r0 + n) * len).slice, part.buffer, op, { rows: n, kept: [[n], [len]], red: [[len], [1]], scale });
         rt.copy(part.buffer, 0, target.buffer, r0 * E, n * E);
       } finally {
         part.dispose();
@@ -116,13 +125,7 @@ function reduceInPieces(x: Tensor, out: Tensor, reduced: number[], outCount: num
   const partial = empty(rt, [outCount, parts], x.dtype, `${op}_parts`);
   try {
     rowSums(partial, 1);
-    rt.dispatch({
-      kernel: { shader: REDUCE, entry: 'main', elem: x.dtype },
-      buffers: { src: partial.buffer, dst: out.buffer },
-      params: { outCount, redCount: parts, keptRank: 1, redRank: 1, scale: mean ? 1 / redCount : 1, keptShape: pack8([outCount], op), keptStride: pack8([parts], op), redShape: pack8([parts], op), redStride: pack8([1], op) },
-      workgroups: gridRows(outCount, rt.caps.maxWorkgroupsPerDimension),
-      work: { flops: outCount * parts, bytes: (outCount * parts + outCount) * E },
-    });
+    dispatchReduce(partial, partial.buffer, out.buffer, op, { rows: outCount, kept: [[outCount], [parts]], red: [[parts], [1]], scale: mean ? 1 / redCount : 1 });
   } finally {
     partial.dispose();
   }
