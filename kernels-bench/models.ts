@@ -7,6 +7,7 @@ import { fmtBytes } from '../src/gpu/errors.js';
 import { paramShapes, describeConfig, type ModelConfig } from '../src/models/swin3d/config.js';
 import { coralBayEncoderForward } from '../src/models/swin3d/coralbay-encoder.js';
 import { initWeights } from '../src/models/swin3d/init.js';
+import { weightLookup } from '../src/models/swin3d/state-dict.js';
 import { swinViTForward } from '../src/models/swin3d/swin-vit.js';
 import { backward, releaseGraph, zeroGrad } from '../src/tensor/backward.js';
 import { randn } from '../src/tensor/create.js';
@@ -41,11 +42,7 @@ function runModel(cfg: ModelConfig, x: Tensor, W: (n: string) => Tensor): Tensor
 export async function benchModel(rt: Runtime, cfg: ModelConfig, side: readonly [number, number, number], o: { backward?: boolean; reps?: number; warmup?: number; log?: (l: string) => void } = {}): Promise<ModelRow[]> {
   const log = o.log ?? console.log;
   const weights = initWeights(rt, paramShapes(cfg), 1, o.backward);
-  const W = (n: string) => {
-    const t = weights.get(n);
-    if (!t) throw new Error(`no weight ${n}`);
-    return t;
-  };
+  const W = weightLookup(weights, 'random weights');
   const x = randn(rt, [1, cfg.inChannels, ...side], { seed: 2, requiresGrad: o.backward });
   const label = describeConfig(cfg);
   const input = `1×${cfg.inChannels}×${side.join('×')}`;

@@ -17,6 +17,7 @@ import { koleoLoss } from '../losses/koleo.js';
 import { coralBayEncoderForward } from '../models/swin3d/coralbay-encoder.js';
 import { paramShapes, stageWidth, type ModelConfig } from '../models/swin3d/config.js';
 import { initWeights } from '../models/swin3d/init.js';
+import { weightLookup } from '../models/swin3d/state-dict.js';
 import { DinoHead } from '../nn/dino-head.js';
 import { add } from '../ops/binary.js';
 import { matmul } from '../ops/matmul.js';
@@ -204,7 +205,7 @@ export class DinoTrainer {
       // Teacher: globals only, no graph.
       const teacherOut = noGrad(() =>
         tidy(() => {
-          const out = coralBayEncoderForward(globals, lookup(this.teacher.encoder), cfg);
+          const out = coralBayEncoderForward(globals, weightLookup(this.teacher.encoder, 'teacher'), cfg);
           const dinoLogits = this.teacher.dinoHead.forward(out.embedding);
           const ibotLogits = select ? this.teacher.ibotHead.forward(matmul(select, stageTokens(out.maps[4]!))) : null;
           const q = o.centering === 'sinkhorn' ? this.dinoLoss.teacherSinkhorn(dinoLogits, s.teacherTemp) : this.dinoLoss.teacherSoftmax(dinoLogits, s.teacherTemp);
@@ -218,7 +219,7 @@ export class DinoTrainer {
 
       // Student: masked globals and the locals, one graph.
       const terms = tidy(() => {
-        const W = lookup(this.student.encoder);
+        const W = weightLookup(this.student.encoder, 'student');
         const g = coralBayEncoderForward(globals, W, { ...cfg, mask: { patches: patchMask, token: this.maskToken } });
         const l = locals ? coralBayEncoderForward(locals, W, { ...cfg, anySide: true }) : null;
         const views = [this.student.dinoHead.forward(g.embedding), ...(l ? [this.student.dinoHead.forward(l.embedding)] : [])];
@@ -295,14 +296,6 @@ export class DinoTrainer {
       p[1].grad = null;
     }
   }
-}
-
-function lookup(m: Map<string, Tensor>): (name: string) => Tensor {
-  return (name) => {
-    const t = m.get(name);
-    if (!t) throw new ReefError(`no weight '${name}'`);
-    return t;
-  };
 }
 
 function headParams(net: Net): [string, Tensor][] {
