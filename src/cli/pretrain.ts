@@ -20,6 +20,7 @@ import type { Runtime } from '../gpu/runtime.js';
 import { writeFileAtomic, writeSafetensorsFile } from '../io/node-file.js';
 import { MetricsWriter, RunDirectory } from '../io/run-dir.js';
 import { readHeader, readTensor, type WriteTensor } from '../io/safetensors.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { describeConfig } from '../models/swin3d/config.js';
 import { DinoTrainer, type DinoStepResult, type DinoTrainerOptions } from '../train/dino-trainer.js';
 import { lossPlotSvg, seriesFromMetrics } from '../train/loss-plot.js';
@@ -171,16 +172,16 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   });
   let lastSaved = start;
   const save = async (step: number) => {
-    const tensors: WriteTensor[] = [];
-    for (const [name, t] of trainer.stateTensors()) tensors.push({ name, dtype: 'F32', shape: [...t.shape], data: await t.read() });
-    await run.saveCheckpoint(step, tensors, { step, trainer: trainer.stateMeta(), elapsedMs } satisfies RunState);
+    await run.saveCheckpoint(step, await hostTensors(trainer.stateTensors()), { step, trainer: trainer.stateMeta(), elapsedMs } satisfies RunState);
     lastSaved = step;
   };
+  // The run's records so far (cut back to `start` above), kept in memory for the plot and summary.
+  const records = await run.readMetrics();
   const plot = async () => {
-    const records = await run.readMetrics();
     await writeFileAtomic(join(runRoot, 'loss.svg'), lossPlotSvg(seriesFromMetrics(records, METRIC_TERMS), { title: `reef pretrain ${config.preset}: loss per step` }));
   };
   let code = 0;
+  let finished = start;
   const crops = r.batch * (2 + r.locals);
   try {
     if (restore) await restore();
@@ -195,7 +196,9 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
       const res = await pending;
       const ms = performance.now() - t0;
       elapsedMs += ms;
-      await metrics.append(record(step + 1, res, ms, crops, rt));
+      const rec = record(step + 1, res, ms, crops, rt);
+      records.push(rec);
+      await metrics.append(rec);
       if (!res.applied) log(`\nstep ${step + 1}: non-finite ${res.nonFinite?.join(', ')}: step skipped`);
       bar?.update(step + 1, {
         loss: res.loss.toFixed(4),
@@ -207,6 +210,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
         mem: fmtBytes(rt.memory().peak),
       });
       const done = step + 1;
+      finished = done;
       if (done % (o.plotEvery ?? 10) === 0) await plot();
       if (stopSignal) {
         await save(done);
@@ -216,23 +220,27 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
       if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save(done);
     }
     bar?.stop();
-    const finished = (await run.readMetrics()).length;
     if (lastSaved !== finished) await save(finished);
     await plot();
     if (finished >= config.steps) {
       const exportPath = join(runRoot, 'backbone.safetensors');
-      const backbone: WriteTensor[] = [];
-      for (const [name, t] of trainer.student.encoder) backbone.push({ name, dtype: 'F32', shape: [...t.shape], data: await t.read() });
-      await writeSafetensorsFile(exportPath, backbone, { format: 'pt', source: 'reef pretrain', preset: config.preset });
+      await writeSafetensorsFile(exportPath, await hostTensors(trainer.student.encoder), { format: 'pt', source: 'reef pretrain', preset: config.preset });
       log(`student backbone (MONAI names, for reef features): ${exportPath}`);
     }
-    summarise(await run.readMetrics(), r.prototypes, log);
+    summarise(records, r.prototypes, log);
   } finally {
     bar?.stop();
     for (const [sig, h] of handlers) process.off(sig, h);
     trainer.dispose();
   }
   return code;
+}
+
+/** f32 host copies of GPU tensors, by name, for a safetensors file. */
+async function hostTensors(entries: Iterable<[string, Tensor]>): Promise<WriteTensor[]> {
+  const out: WriteTensor[] = [];
+  for (const [name, t] of entries) out.push({ name, dtype: 'F32', shape: [...t.shape], data: await t.read() });
+  return out;
 }
 
 function fail(message: string): never {
@@ -321,10 +329,7 @@ async function loadVolumes(config: RunConfig, log: (l: string) => void): Promise
       const volume = path.startsWith('phantom:')
         ? makePhantom({ shape: [r.globalSide + 24, r.globalSide + 24, r.globalSide + 16], spacing: [1.5, 1.5, 1.5], seed: Number(path.slice(8)) })
         : await loadNifti(path);
-      for (let i = 0; i < volume.data.length; i++) {
-        if (!Number.isFinite(volume.data[i]!)) throw new ReefError(`${path}: voxel ${i} is ${volume.data[i]} (NaN or infinite values)`);
-      }
-      const src = prepareVolume(volume);
+      const src = prepareVolume(volume); // refuses NaN/infinite values and scans with no body, naming the file
       checkCropFits(src.volume, r.globalSide);
       out.push(src);
     } catch (e) {

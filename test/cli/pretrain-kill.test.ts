@@ -9,11 +9,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metricsWithoutTimings } from '../support/run-metrics';
 
 const ROOT = join(__dirname, '..', '..');
 const ARGS = ['--data', 'phantom', '--preset', 'tiny', '--steps', '5', '--checkpoint-every', '2', '--seed', '5',
   '--prototypes', '64', '--head-hidden', '32', '--bottleneck', '16', '--locals', '2', '--epoch-steps', '2'];
-const TIMING = new Set(['step_ms', 'crops_per_s', 'gpu_peak_bytes']);
 
 let dir: string;
 beforeAll(async () => {
@@ -50,19 +50,11 @@ function reef(args: string[], killWhen?: () => Promise<boolean>): Promise<number
   });
 }
 
-async function metrics(run: string): Promise<Record<string, unknown>[]> {
-  const text = await readFile(join(run, 'metrics.jsonl'), 'utf8');
-  return text
-    .trim()
-    .split('\n')
-    .map((l) => Object.fromEntries(Object.entries(JSON.parse(l) as Record<string, unknown>).filter(([k]) => !TIMING.has(k))));
-}
-
 describe('reef pretrain under kill -9', () => {
   it('resumes after SIGKILL to the metrics of an uninterrupted run', async () => {
     const straight = join(dir, 'straight');
     expect(await reef([...ARGS, '--out', straight])).toBe(0);
-    const want = await metrics(straight);
+    const want = await metricsWithoutTimings(straight);
     expect(want.map((r) => r.step)).toEqual([1, 2, 3, 4, 5]);
 
     const killed = join(dir, 'killed');
@@ -75,6 +67,6 @@ describe('reef pretrain under kill -9', () => {
     const latest = JSON.parse(await readFile(join(killed, 'latest.json'), 'utf8')) as { step: number };
     expect(latest.step).toBeGreaterThanOrEqual(2);
     expect(await reef(['--resume', killed])).toBe(0);
-    expect(await metrics(killed)).toEqual(want);
+    expect(await metricsWithoutTimings(killed)).toEqual(want);
   }, 300_000);
 });

@@ -16,6 +16,7 @@ import { makePhantom } from '../../src/data/phantom';
 import { readHeader } from '../../src/io/safetensors';
 import { fileSource } from '../../src/io/node-file';
 import { testRuntime } from '../support/runtime';
+import { metricsWithoutTimings } from '../support/run-metrics';
 
 let rt: Runtime;
 let root: string;
@@ -40,19 +41,11 @@ const base = (out: string, extra: Partial<PretrainOptions> = {}): PretrainOption
   progress: false,
   ...extra,
 });
-const TIMING = new Set(['step_ms', 'crops_per_s', 'gpu_peak_bytes']);
-const withoutTimings = (lines: string) =>
-  lines
-    .trim()
-    .split('\n')
-    .map((l) => Object.fromEntries(Object.entries(JSON.parse(l) as Record<string, unknown>).filter(([k]) => !TIMING.has(k))));
-
 describe('reef pretrain', () => {
   it('writes the run directory; a run stopped at step 2 and resumed matches an uninterrupted one bitwise', async () => {
     const straight = join(root, 'straight');
     expect(await runPretrain(rt, base(straight))).toBe(0);
-    const metrics = await readFile(join(straight, 'metrics.jsonl'), 'utf8');
-    const records = withoutTimings(metrics);
+    const records = await metricsWithoutTimings(straight);
     expect(records.map((r) => r.step)).toEqual([1, 2, 3]);
     for (const r of records) for (const k of ['loss', 'dino', 'ibot', 'koleo', 'lr', 'teacher_entropy']) expect(Number.isFinite(r[k] as number), k).toBe(true);
     expect(await readFile(join(straight, 'loss.svg'), 'utf8')).toContain('<path');
@@ -66,11 +59,11 @@ describe('reef pretrain', () => {
 
     const stopped = join(root, 'stopped');
     expect(await runPretrain(rt, base(stopped, { stopAfter: 2 }))).toBe(0);
-    expect(withoutTimings(await readFile(join(stopped, 'metrics.jsonl'), 'utf8'))).toHaveLength(2);
+    expect(await metricsWithoutTimings(stopped)).toHaveLength(2);
     // A step's line written after the checkpoint (a crash before the next one) is cut on resume.
     await writeFile(join(stopped, 'metrics.jsonl'), `${await readFile(join(stopped, 'metrics.jsonl'), 'utf8')}{"step":3,"loss":1}\n`);
     expect(await runPretrain(rt, { ...base(stopped), out: undefined, resume: stopped, steps: 0 })).toBe(0);
-    expect(withoutTimings(await readFile(join(stopped, 'metrics.jsonl'), 'utf8'))).toEqual(records);
+    expect(await metricsWithoutTimings(stopped)).toEqual(records);
   });
 
   it('bad data: an empty folder fails clearly; corrupt, NaN and too-small volumes are named and skipped', async () => {
