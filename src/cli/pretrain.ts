@@ -11,7 +11,9 @@ import { join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { CropSource } from '../data/crops.js';
 import { checkCropFits } from '../data/crops.js';
+import { isDicomFolder, loadDicomSeries } from '../data/dicom-folder.js';
 import { loadNifti } from '../data/nifti-file.js';
+import type { Volume } from '../data/nifti.js';
 import { makePhantom } from '../data/phantom.js';
 import { sampleCtPath } from '../data/sample-ct.js';
 import { prepareVolume } from '../data/volume-cache.js';
@@ -28,7 +30,7 @@ import { makeBatch, type BatchSpec } from '../train/pretrain-batch.js';
 import { recipe, recipeModel, type PretrainRecipe } from '../train/pretrain-recipe.js';
 
 export interface PretrainOptions {
-  /** A folder of .nii/.nii.gz, a text file listing volumes, `sample` (the Debian head CT) or `phantom`. */
+  /** A folder of .nii/.nii.gz files and DICOM series sub-folders, one DICOM series folder, a text file listing volumes, `sample` (the Debian head CT) or `phantom`. */
   data?: string;
   preset: string;
   steps: number;
@@ -113,7 +115,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   const spec: BatchSpec = {
     batch: r.batch,
     seed: config.seed,
-    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale },
+    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale && r.regionScale[0] < 1 ? r.regionScale : null },
     masks: { ratio: r.maskRatio, probability: r.maskProbability },
     patch: model.patch,
   };
@@ -300,7 +302,11 @@ async function readConfig(root: string): Promise<RunConfig> {
   }
 }
 
-/** The volumes named by --data (paths; `sample` and `phantom` are resolved when loading). */
+/**
+ * The volumes named by --data: a folder's .nii/.nii.gz files and its sub-folders that hold a DICOM
+ * series (or the folder itself when it is one series), or a text file listing such paths;
+ * `sample` and `phantom` are resolved when loading.
+ */
 async function listVolumes(data: string, log: (l: string) => void): Promise<string[]> {
   if (data === 'phantom') return ['phantom:1', 'phantom:2'];
   if (data === 'sample') return [await sampleCtPath({ log })];
@@ -311,13 +317,26 @@ async function listVolumes(data: string, log: (l: string) => void): Promise<stri
     throw new ReefError(`--data ${data}: no such file or folder`);
   }
   let paths: string[];
-  if (info.isDirectory()) {
-    paths = (await readdir(data)).filter((f) => /\.nii(\.gz)?$/i.test(f)).sort().map((f) => join(data, f));
+  if (info.isDirectory() && (await isDicomFolder(data))) {
+    paths = [data];
+  } else if (info.isDirectory()) {
+    paths = [];
+    for (const e of (await readdir(data, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = join(data, e.name);
+      if (e.isFile() && /\.nii(\.gz)?$/i.test(e.name)) paths.push(path);
+      else if (e.isDirectory() && (await isDicomFolder(path))) paths.push(path);
+    }
   } else {
     paths = (await readFile(data, 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   }
-  if (paths.length === 0) throw new ReefError(`--data ${data}: no NIfTI volumes (.nii, .nii.gz) found`);
+  if (paths.length === 0) throw new ReefError(`--data ${data}: no NIfTI volumes (.nii, .nii.gz) or DICOM series folders found`);
   return paths.map((p) => resolve(p));
+}
+
+/** A NIfTI file, or a folder holding one DICOM series (its unusable files are reported, not fatal). */
+async function loadScan(path: string, log: (l: string) => void): Promise<Volume> {
+  if ((await stat(path)).isDirectory()) return loadDicomSeries(path, log);
+  return loadNifti(path);
 }
 
 /** Loads and resamples every volume once; a bad file is reported and skipped, never fatal alone. */
@@ -328,7 +347,7 @@ async function loadVolumes(config: RunConfig, log: (l: string) => void): Promise
     try {
       const volume = path.startsWith('phantom:')
         ? makePhantom({ shape: [r.globalSide + 24, r.globalSide + 24, r.globalSide + 16], spacing: [1.5, 1.5, 1.5], seed: Number(path.slice(8)) })
-        : await loadNifti(path);
+        : await loadScan(path, log);
       const src = prepareVolume(volume); // refuses NaN/infinite values and scans with no body, naming the file
       checkCropFits(src.volume, r.globalSide);
       out.push(src);

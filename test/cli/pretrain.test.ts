@@ -13,6 +13,8 @@ import type { Runtime } from '../../src/gpu/runtime';
 import { runPretrain, type PretrainOptions } from '../../src/cli/pretrain';
 import { encodeNifti1 } from '../../src/data/nifti-write';
 import { makePhantom } from '../../src/data/phantom';
+import type { Volume } from '../../src/data/nifti';
+import { writeCtSlice } from '../data/dicom-writer';
 import { readHeader } from '../../src/io/safetensors';
 import { fileSource } from '../../src/io/node-file';
 import { testRuntime } from '../support/runtime';
@@ -41,6 +43,26 @@ const base = (out: string, extra: Partial<PretrainOptions> = {}): PretrainOption
   progress: false,
   ...extra,
 });
+/** Writes `vol` as axial CT slices (signed 16-bit HU), alternating between the given series UIDs. */
+async function writeSeries(dir: string, vol: Volume, uids: readonly string[]): Promise<void> {
+  await mkdir(dir);
+  const [nd, nh, nw] = vol.shape;
+  for (let i = 0; i < nd; i++) {
+    const pixels = Array.from(vol.data.subarray(i * nh * nw, (i + 1) * nh * nw), (v) => Math.round(v));
+    const slice = writeCtSlice({
+      rows: nh,
+      columns: nw,
+      pixels,
+      seriesUid: uids[i % uids.length]!,
+      position: [0, 0, i * vol.spacing[0]],
+      orientation: [1, 0, 0, 0, 1, 0],
+      pixelSpacing: [vol.spacing[1], vol.spacing[2]],
+      pixelRepresentation: 1,
+    });
+    await writeFile(join(dir, `img${(i * 7919) % 1000}`), slice);
+  }
+}
+
 describe('reef pretrain', () => {
   it('writes the run directory; a run stopped at step 2 and resumed matches an uninterrupted one bitwise', async () => {
     const straight = join(root, 'straight');
@@ -79,6 +101,11 @@ describe('reef pretrain', () => {
     await writeFile(join(bad, 'b-nan.nii'), encodeNifti1(nan, { dtype: 'float32' }));
     await writeFile(join(bad, 'c-small.nii'), encodeNifti1(makePhantom({ shape: [20, 40, 40], spacing: [1.5, 1.5, 1.5], seed: 2 }), { dtype: 'float32' }));
     await writeFile(join(bad, 'd-good.nii'), encodeNifti1(makePhantom({ shape: [40, 40, 40], spacing: [1.5, 1.5, 1.5], seed: 3 }), { dtype: 'float32' }));
+    // A DICOM series in a sub-folder (file names unordered, one stray text file), and a folder
+    // mixing two series, which is refused by name.
+    await writeSeries(join(bad, 'e-series'), makePhantom({ shape: [36, 40, 40], spacing: [1.5, 1.5, 1.5], seed: 4 }), ['1.2.3.4']);
+    await writeFile(join(bad, 'e-series', 'notes.txt'), 'not a slice');
+    await writeSeries(join(bad, 'f-mixed'), makePhantom({ shape: [36, 40, 40], spacing: [1.5, 1.5, 1.5], seed: 5 }), ['1.2.3.5', '1.2.3.6']);
     const lines: string[] = [];
     expect(await runPretrain(rt, base(join(root, 'r2'), { data: bad, steps: 1, log: (l) => lines.push(l) }))).toBe(0);
     const text = lines.join('\n');
@@ -86,7 +113,10 @@ describe('reef pretrain', () => {
     expect(text).toMatch(/skipping .*b-nan\.nii: .*NaN/);
     expect(text).toMatch(/skipping .*c-small\.nii: .*smaller than a 32³ crop/);
     expect(text).not.toMatch(/skipping .*d-good/);
-    expect(text).toContain('on 1 volume(s)');
+    expect(text).toMatch(/skipping .*e-series.notes\.txt: not a DICOM file/);
+    expect(text).not.toMatch(/skipping .*e-series:/);
+    expect(text).toMatch(/skipping .*f-mixed: .*1\.2\.3\.5.*1\.2\.3\.6/s);
+    expect(text).toContain('on 2 volume(s)');
 
     const allBad = join(root, 'allbad');
     await mkdir(allBad);
