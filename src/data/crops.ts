@@ -167,6 +167,27 @@ export function sampleCropBox(src: CropSource, rng: Rng, spec: CropSpec): CropBo
   return { start, size, center };
 }
 
+/**
+ * The part of `src` inside `box`: its foreground voxels and bounding box only, so crops drawn from
+ * it are centred in the box and sized by its body (the volume is shared, not copied). A box with
+ * no foreground gives the whole source back (sampleCropBox never draws one: it is centred on the body).
+ */
+export function regionSource(src: CropSource, box: CropBox): CropSource {
+  const [, nh, nw] = src.volume.shape;
+  const hi = box.start.map((s, d) => s + box.size[d]!) as Vec3;
+  const inside: number[] = [];
+  for (const p of src.foreground) {
+    const a = Math.floor(p / (nh * nw));
+    const b = Math.floor(p / nw) % nh;
+    const c = p % nw;
+    if (a >= box.start[0] && a < hi[0] && b >= box.start[1] && b < hi[1] && c >= box.start[2] && c < hi[2]) inside.push(p);
+  }
+  if (inside.length === 0) return src;
+  const bboxLo = box.start.map((s, d) => Math.max(s, src.bboxLo[d]!)) as Vec3;
+  const bboxHi = hi.map((h, d) => Math.min(h, src.bboxHi[d]!)) as Vec3;
+  return { ...src, foreground: Uint32Array.from(inside), bboxLo, bboxHi };
+}
+
 /** The box resized to side³ (trilinear, align_corners = false); writes into `out` if given. */
 export function cropResize(volume: Pick<Volume, 'data' | 'shape'>, box: CropBox, side: number, out?: Float32Array): Float32Array {
   const step = box.size.map((n) => n / side);

@@ -5,9 +5,15 @@
  * Defaults: 2 globals at 96³ with scale (0.4, 1) and 4 locals at 48³ with scale (0.05, 0.4) —
  * DINO v1's scale ranges (CoralBay extends DINO; its own values are not public). Values are in
  * [0, 1] after the HU window.
+ *
+ * With `regionScale`, a sample first draws a region (a box of that volume fraction of the body,
+ * centred on it) and all its crops come from the region's body. DINO needs the views of one
+ * sample to share more than the views of two samples do; when every sample comes from one scan
+ * (the demo's head CT), crops of the whole body give none of that, and the loss can only be
+ * met by a uniform teacher. Without it the region is the whole scan.
  */
 import { augmentCrop, type AugmentOptions, type AugmentRecord } from './augment.js';
-import { checkCropFits, cropResize, sampleCropBox, type CropBox, type CropSource } from './crops.js';
+import { checkCropFits, cropResize, regionSource, sampleCropBox, type CropBox, type CropSource } from './crops.js';
 import { DataError } from './errors.js';
 import type { Rng } from './rng.js';
 
@@ -20,6 +26,8 @@ export interface MultiCropOptions {
   localScale: readonly [number, number];
   aspect: readonly [number, number];
   reference: 'foreground' | 'volume';
+  /** Volume-fraction range of the per-sample region the crops come from; null: the whole scan. */
+  regionScale: readonly [number, number] | null;
   /** Augmentation settings for every crop, then per kind (e.g. DINO's asymmetric blur). */
   augment: Partial<AugmentOptions>;
   globalAugment: Partial<AugmentOptions>;
@@ -35,6 +43,7 @@ export const DEFAULT_MULTICROP: Readonly<MultiCropOptions> = {
   localScale: [0.05, 0.4],
   aspect: [3 / 4, 4 / 3],
   reference: 'foreground',
+  regionScale: null,
   augment: {},
   globalAugment: {},
   localAugment: {},
@@ -59,14 +68,16 @@ export interface MultiCropOutput {
   locals?: Float32Array[];
 }
 
-export function sampleMultiCrop(src: CropSource, rng: Rng, options: Partial<MultiCropOptions> = {}, out: MultiCropOutput = {}): MultiCropSample {
+export function sampleMultiCrop(whole: CropSource, rng: Rng, options: Partial<MultiCropOptions> = {}, out: MultiCropOutput = {}): MultiCropSample {
   const o = { ...DEFAULT_MULTICROP, ...options };
   for (const [k, v] of [['nGlobal', o.nGlobal], ['nLocal', o.nLocal]] as const) {
     if (!Number.isInteger(v) || v < 0) throw new DataError(`multicrop: ${k} must be a non-negative integer, got ${v}`);
   }
   // Fail before any work if the scan can't hold the largest crop.
-  if (o.nGlobal > 0) checkCropFits(src.volume, o.globalSide);
-  if (o.nLocal > 0) checkCropFits(src.volume, o.localSide);
+  if (o.nGlobal > 0) checkCropFits(whole.volume, o.globalSide);
+  if (o.nLocal > 0) checkCropFits(whole.volume, o.localSide);
+  // The region is drawn first (its draws precede the crops'); side 1 skips checkCropFits' test.
+  const src = o.regionScale ? regionSource(whole, sampleCropBox(whole, rng, { side: 1, scale: o.regionScale, aspect: o.aspect, reference: o.reference })) : whole;
   const scratch = new Float32Array(Math.max(o.nGlobal > 0 ? o.globalSide ** 3 : 0, o.nLocal > 0 ? o.localSide ** 3 : 0));
 
   const make = (kind: 'global' | 'local', n: number): View[] => {

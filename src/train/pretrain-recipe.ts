@@ -39,6 +39,8 @@ export interface PretrainRecipe {
   /** Crop scale ranges (volume fraction of the body's bounding box). */
   globalScale: [number, number];
   localScale: [number, number];
+  /** Volume fraction of the per-sample region all of a sample's crops come from; 1,1: the whole scan. */
+  regionScale: [number, number];
   maskRatio: [number, number];
   maskProbability: number;
 }
@@ -66,6 +68,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   clipMode: 'global',
   globalScale: [0.4, 1],
   localScale: [0.05, 0.4],
+  regionScale: [1, 1],
   maskRatio: [0.1, 0.5],
   maskProbability: 0.5,
 };

@@ -3,7 +3,7 @@
  * range, determinism), crop resizing geometry, the multi-crop sample, and the prepared-volume cache.
  */
 import { describe, expect, it } from 'vitest';
-import { checkCropFits, cropResize, FOREGROUND_HU, prepareCropSource, sampleCropBox } from '../../src/data/crops';
+import { checkCropFits, cropResize, FOREGROUND_HU, prepareCropSource, regionSource, sampleCropBox } from '../../src/data/crops';
 import { sampleMultiCrop } from '../../src/data/multicrop';
 import type { Volume } from '../../src/data/nifti';
 import { makePhantom } from '../../src/data/phantom';
@@ -167,6 +167,44 @@ describe('sampleMultiCrop', () => {
 
   it('refuses a volume smaller than the global crop before doing any work', () => {
     expect(() => sampleMultiCrop(src, Rng.fromKeys(1))).toThrow(/smaller than a 96³ crop/);
+  });
+
+  it('with a region, draws all of a sample\'s crops from one part of the body', () => {
+    // Spread of the crop centres within a sample: with a 5 % region they stay near each other,
+    // without one they roam the whole body.
+    const spread = (regionScale: [number, number] | null) => {
+      let worst = 0;
+      for (let k = 0; k < 20; k++) {
+        const s = sampleMultiCrop(src, Rng.fromKeys(40, k), { ...opts, nLocal: 4, regionScale });
+        const c = [...s.globals, ...s.locals].map((v) => v.box.center);
+        for (const a of c) for (const b of c) worst = Math.max(worst, ...a.map((x, d) => Math.abs(x - b[d]!)));
+      }
+      return worst;
+    };
+    const box = src.bboxHi.map((h, d) => h - src.bboxLo[d]!);
+    const regionEdge = Math.cbrt(0.05 * box[0]! * box[1]! * box[2]!) * (4 / 3) ** (2 / 3); // widest aspect
+    expect(spread([0.05, 0.05])).toBeLessThan(regionEdge);
+    expect(spread(null)).toBeGreaterThan(1.5 * regionEdge);
+  });
+});
+
+describe('regionSource', () => {
+  it('keeps exactly the foreground voxels inside the box, and the box as the bounding box', () => {
+    const src = prepareCropSource(head);
+    const box = { start: [10, 20, 5] as [number, number, number], size: [30, 25, 40] as [number, number, number], center: [0, 0, 0] as [number, number, number] };
+    const r = regionSource(src, box);
+    const [, nh, nw] = head.shape;
+    const inside = [...src.foreground].filter((p) => {
+      const a = Math.floor(p / (nh * nw)), b = Math.floor(p / nw) % nh, c = p % nw;
+      return a >= 10 && a < 40 && b >= 20 && b < 45 && c >= 5 && c < 45;
+    });
+    expect(inside.length).toBeGreaterThan(0);
+    expect([...r.foreground]).toEqual(inside);
+    expect(r.bboxLo).toEqual([0, 1, 2].map((d) => Math.max(box.start[d]!, src.bboxLo[d]!)));
+    expect(r.bboxHi).toEqual([0, 1, 2].map((d) => Math.min(box.start[d]! + box.size[d]!, src.bboxHi[d]!)));
+    expect(r.volume).toBe(src.volume);
+    // A box over air only: the whole source (never drawn by sampleCropBox, which centres on the body).
+    expect(regionSource(src, { start: [0, 0, 0], size: [1, 1, 1], center: [0, 0, 0] })).toBe(src);
   });
 });
 
