@@ -46,7 +46,7 @@ export { DynamicLossScaler, type LossScalerOptions, type LossScalerState } from 
 export { blockMask, ibotMasks, poolMask } from './train/masking.js';
 export { lossPlotSvg, seriesFromMetrics, type LossSeries } from './train/loss-plot.js';
 export { DinoTrainer, distributionStats, type DinoTrainerOptions, type DinoBatch, type DinoStepResult } from './train/dino-trainer.js';
-export { makeBatch, volumeIndex, type BatchSpec } from './train/pretrain-batch.js';
+export { makeBatch, makeBatches, volumeIndex, type BatchSpec } from './train/pretrain-batch.js';
 export { RECIPES, recipe, recipeModel, type PretrainRecipe } from './train/pretrain-recipe.js';
 
 // Self-supervised heads and losses.

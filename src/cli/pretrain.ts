@@ -26,7 +26,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { describeConfig } from '../models/swin3d/config.js';
 import { DinoTrainer, type DinoStepResult, type DinoTrainerOptions } from '../train/dino-trainer.js';
 import { lossPlotSvg, seriesFromMetrics } from '../train/loss-plot.js';
-import { makeBatch, type BatchSpec } from '../train/pretrain-batch.js';
+import { makeBatches, type BatchSpec } from '../train/pretrain-batch.js';
 import { recipe, recipeModel, type PretrainRecipe } from '../train/pretrain-recipe.js';
 
 export interface PretrainOptions {
@@ -112,8 +112,11 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   const r = config.recipe;
   const model = recipeModel(r);
   const sources = await loadVolumes(config, log);
+  const accumulate = r.accumulate ?? 1;
+  if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new ReefError(`--accumulate ${accumulate}: expected an integer ≥ 1`);
   const spec: BatchSpec = {
     batch: r.batch,
+    accumulate,
     seed: config.seed,
     crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale && r.regionScale[0] < 1 ? r.regionScale : null },
     masks: { ratio: r.maskRatio, probability: r.maskProbability },
@@ -138,10 +141,11 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     clip: r.clip,
     clipMode: r.clipMode,
     seed: config.seed,
+    accumulate,
     schedules: {
       epochs,
       epochSteps: r.epochSteps,
-      batchSize: r.batch,
+      batchSize: r.batch * accumulate,
       baseLr: r.baseLr,
       minLr: r.minLr,
       warmupEpochs: Math.min(r.warmupEpochs, epochs),
@@ -154,7 +158,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
       freezeLastLayerEpochs: r.freezeLastLayerEpochs,
     },
   };
-  log(`pretraining ${describeConfig(model)} (${config.preset}) on ${sources.length} volume(s), ${config.steps} steps of ${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
+  log(`pretraining ${describeConfig(model)} (${config.preset}) on ${sources.length} volume(s), ${config.steps} steps of ${accumulate > 1 ? `${accumulate} × ` : ''}${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
   const trainer = new DinoTrainer(rt, trainerOptions);
   const metrics = new MetricsWriter(run.metricsPath);
   let stopSignal: string | null = null;
@@ -184,17 +188,17 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   };
   let code = 0;
   let finished = start;
-  const crops = r.batch * (2 + r.locals);
+  const crops = r.batch * accumulate * (2 + r.locals);
   try {
     if (restore) await restore();
     bar?.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', lr: '-', rate: '-', mem: '-' });
     const stopAt = Math.min(config.steps, o.stopAfter !== undefined ? start + o.stopAfter : Infinity);
-    let next = start < stopAt ? makeBatch(sources, start, spec) : null;
+    let next = start < stopAt ? makeBatches(sources, start, spec) : null;
     for (let step = start; step < stopAt; step++) {
       const t0 = performance.now();
       const pending = trainer.step(step, next!);
       // Cut the next crops while the GPU works on this step.
-      next = step + 1 < stopAt ? makeBatch(sources, step + 1, spec) : null;
+      next = step + 1 < stopAt ? makeBatches(sources, step + 1, spec) : null;
       const res = await pending;
       const ms = performance.now() - t0;
       elapsedMs += ms;

@@ -22,7 +22,7 @@ import { DinoHead } from '../nn/dino-head.js';
 import { add } from '../ops/binary.js';
 import { matmul } from '../ops/matmul.js';
 import { scale } from '../ops/pointwise.js';
-import { permute, reshape } from '../ops/shape.js';
+import { concat, permute, reshape } from '../ops/shape.js';
 import { backward, releaseGraph, zeroGrad } from '../tensor/backward.js';
 import { tensor } from '../tensor/create.js';
 import { zeros } from '../tensor/fill.js';
@@ -32,7 +32,7 @@ import { AdamW, dinoParamGroups } from './adamw.js';
 import { emaUpdate } from './ema.js';
 import { GradClipper, type ClipMode } from './grad-clip.js';
 import { poolMask, type Grid3 } from './masking.js';
-import { DinoSchedules, type DinoScheduleConfig } from './schedules.js';
+import { DinoSchedules, type DinoScheduleConfig, type ScheduleValues } from './schedules.js';
 
 export interface DinoTrainerOptions {
   model: ModelConfig;
@@ -54,6 +54,8 @@ export interface DinoTrainerOptions {
   clipMode: ClipMode;
   schedules: DinoScheduleConfig;
   seed: number;
+  /** Micro-batches per optimizer step (gradient accumulation); default 1. */
+  accumulate?: number;
 }
 
 /** One step's crops: view-major (row v·B + b), values in [0, 1]; one mask per global row. */
@@ -84,6 +86,17 @@ export interface DinoStepResult {
   teacherArgmax: number[];
   maskedTokens: number;
   nonFinite?: string[];
+}
+
+interface MicroResult {
+  /** loss, dino, ibot, koleo scalars. */
+  terms: Tensor[];
+  dinoLogits: Tensor;
+  ibotLogits: Tensor | null;
+  q: Tensor;
+  maskedTokens: number;
+  /** Everything to dispose once the step is done (disposing twice is harmless). */
+  owned: Tensor[];
 }
 
 interface Net {
@@ -177,11 +190,69 @@ export class DinoTrainer {
     for (const [t, v] of writes) this.rt.write(t.buffer, v);
   }
 
-  /** One training step on `batch`; `step` indexes the schedules (0-based). */
-  async step(step: number, batch: DinoBatch): Promise<DinoStepResult> {
+  /**
+   * One training step; `step` indexes the schedules (0-based). With `accumulate` > 1 it takes that
+   * many micro-batches: each runs forward and backward in turn (gradients add up, each loss scaled
+   * by 1/N), then one clip + AdamW update, one EMA and one centre update over all the teacher rows.
+   * That is the step of the whole batch, except that KoLeo's neighbours and Sinkhorn's balancing
+   * stay within a micro-batch.
+   */
+  async step(step: number, batches: DinoBatch | readonly DinoBatch[]): Promise<DinoStepResult> {
+    const list: readonly DinoBatch[] = Array.isArray(batches) ? batches : [batches as DinoBatch];
+    const N = this.o.accumulate ?? 1;
+    if (list.length !== N) throw new ReefError(`DinoTrainer.step: ${list.length} micro-batches given, the trainer accumulates ${N}`);
+    const s = this.schedules.at(step);
+    const micro: MicroResult[] = [];
+    try {
+      for (const b of list) micro.push(await this.forwardBackward(b, s, 1 / N));
+      const control = this.clipper.record(this.optimizer.params);
+      this.optimizer.update({ lr: s.lr, weightDecay: s.weightDecay, lrScales: { last_layer: s.lastLayerLrScale }, control });
+      const stats = await this.clipper.read();
+      const values = await Promise.all(micro.map((m) => Promise.all(m.terms.map((t) => t.read()))));
+      const mean = (i: number) => values.reduce((a, v) => a + v[i]![0]!, 0) / N;
+      const [lossV, dinoV, ibotV, koleoV] = [0, 1, 2, 3].map(mean) as [number, number, number, number];
+      const applied = stats.finite && Number.isFinite(lossV);
+      if (applied) {
+        noGrad(() => {
+          emaUpdate([...this.teacher.encoder.values(), ...headParams(this.teacher).map((p) => p[1])], [...this.student.encoder.values(), ...headParams(this.student).map((p) => p[1])], s.teacherMomentum);
+          withRows(micro.map((m) => m.dinoLogits), (t) => this.dinoLoss.updateCenter(t));
+          withRows(micro.flatMap((m) => (m.ibotLogits ? [m.ibotLogits] : [])), (t) => this.ibotLoss.updateCenter(t));
+        });
+      } else {
+        this.optimizer.undoStep();
+      }
+      zeroGrad(this.named.map((p) => p[1]));
+      const q = await Promise.all(micro.map((m) => m.q.read()));
+      const all = new Float32Array(q.reduce((n, v) => n + v.length, 0));
+      q.reduce((at, v) => (all.set(v, at), at + v.length), 0);
+      const { entropy, unique, argmax } = distributionStats(all, this.o.prototypes);
+      return {
+        step,
+        applied,
+        loss: lossV,
+        dino: dinoV,
+        ibot: ibotV,
+        koleo: koleoV,
+        gradNorm: stats.norm,
+        lr: s.lr,
+        weightDecay: s.weightDecay,
+        teacherTemp: s.teacherTemp,
+        teacherMomentum: s.teacherMomentum,
+        teacherEntropy: entropy,
+        teacherArgmaxUnique: unique,
+        teacherArgmax: argmax,
+        maskedTokens: micro.reduce((n, m) => n + m.maskedTokens, 0),
+        ...(applied ? {} : { nonFinite: Number.isFinite(lossV) ? stats.nonFiniteTensors.map((i) => this.nameOf(this.optimizer.params[i]!)) : ['loss'] }),
+      };
+    } finally {
+      for (const m of micro) for (const t of m.owned) t.dispose();
+    }
+  }
+
+  /** Forward and backward of one micro-batch; its loss is scaled by `lossScale` before backward. */
+  private async forwardBackward(batch: DinoBatch, s: ScheduleValues, lossScale: number): Promise<MicroResult> {
     const rt = this.rt;
     const o = this.o;
-    const s = this.schedules.at(step);
     const B = o.batch;
     const G = o.globals * B;
     const L = o.locals * B;
@@ -234,46 +305,19 @@ export class DinoTrainer {
       });
       owned.push(...terms);
       const [loss] = terms as [Tensor, Tensor, Tensor, Tensor];
-      backward(loss);
-      for (const t of terms) releaseGraph(t);
-      const control = this.clipper.record(this.optimizer.params);
-      this.optimizer.update({ lr: s.lr, weightDecay: s.weightDecay, lrScales: { last_layer: s.lastLayerLrScale }, control });
-      const stats = await this.clipper.read();
-      const values = await Promise.all(terms.slice(0, 4).map((t) => t.read()));
-      const [lossV, dinoV, ibotV, koleoV] = values.map((v) => v[0]!) as [number, number, number, number];
-      const applied = stats.finite && Number.isFinite(lossV);
-      if (applied) {
-        noGrad(() => {
-          emaUpdate([...this.teacher.encoder.values(), ...headParams(this.teacher).map((p) => p[1])], [...this.student.encoder.values(), ...headParams(this.student).map((p) => p[1])], s.teacherMomentum);
-          this.dinoLoss.updateCenter(teacherOut.dinoLogits);
-          if (teacherOut.ibotLogits) this.ibotLoss.updateCenter(teacherOut.ibotLogits);
-        });
-      } else {
-        this.optimizer.undoStep();
+      if (lossScale === 1) backward(loss);
+      else {
+        const scaled = scale(loss, lossScale);
+        owned.push(scaled);
+        backward(scaled);
       }
-      zeroGrad(this.named.map((p) => p[1]));
-      const q = await teacherOut.q.read();
-      const { entropy, unique, argmax } = distributionStats(q, o.prototypes);
-      return {
-        step,
-        applied,
-        loss: lossV,
-        dino: dinoV,
-        ibot: ibotV,
-        koleo: koleoV,
-        gradNorm: stats.norm,
-        lr: s.lr,
-        weightDecay: s.weightDecay,
-        teacherTemp: s.teacherTemp,
-        teacherMomentum: s.teacherMomentum,
-        teacherEntropy: entropy,
-        teacherArgmaxUnique: unique,
-        teacherArgmax: argmax,
-        maskedTokens: tokens.positions.length,
-        ...(applied ? {} : { nonFinite: Number.isFinite(lossV) ? stats.nonFiniteTensors.map((i) => this.nameOf(this.optimizer.params[i]!)) : ['loss'] }),
-      };
-    } finally {
+      for (const t of terms) releaseGraph(t);
+      // Drop what the centre and the statistics do not need before the next micro-batch.
+      for (const t of [...terms.slice(4), globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(teacherOut.qi ? [teacherOut.qi] : [])]) t.dispose();
+      return { terms: terms.slice(0, 4), dinoLogits: teacherOut.dinoLogits, ibotLogits: teacherOut.ibotLogits, q: teacherOut.q, maskedTokens: tokens.positions.length, owned };
+    } catch (e) {
       for (const t of owned) t.dispose();
+      throw e;
     }
   }
 
@@ -303,6 +347,18 @@ function headParams(net: Net): [string, Tensor][] {
     ...net.dinoHead.namedParameters().map(([n, t]): [string, Tensor] => [`dino_head.${n}`, t]),
     ...net.ibotHead.namedParameters().map(([n, t]): [string, Tensor] => [`ibot_head.${n}`, t]),
   ];
+}
+
+/** Calls `fn` with the rows of several [n_i, K] tensors as one; nothing when there are none. */
+function withRows(parts: Tensor[], fn: (t: Tensor) => void): void {
+  if (parts.length === 0) return;
+  if (parts.length === 1) return fn(parts[0]!);
+  const all = concat(parts, 0);
+  try {
+    fn(all);
+  } finally {
+    all.dispose();
+  }
 }
 
 /** Channels-first stage map [B, C, d, h, w] → token rows [B·d·h·w, C]. */

@@ -8,9 +8,13 @@ import { Rng } from '../data/rng.js';
 import type { CropSource } from '../data/crops.js';
 import { ibotMasks, type Grid3, type IbotMaskOptions } from './masking.js';
 import type { DinoBatch } from './dino-trainer.js';
+import { ReefError } from '../gpu/errors.js';
 
 export interface BatchSpec {
+  /** Images per micro-batch. */
   batch: number;
+  /** Micro-batches per step (gradient accumulation); default 1. */
+  accumulate?: number;
   seed: number;
   crops: Partial<MultiCropOptions> & Pick<MultiCropOptions, 'nGlobal' | 'nLocal' | 'globalSide' | 'localSide'>;
   masks?: IbotMaskOptions;
@@ -18,14 +22,25 @@ export interface BatchSpec {
   patch?: number;
 }
 
-/** Which volume image b of step `step` comes from: the data is walked in order, B per step. */
-export function volumeIndex(step: number, b: number, batch: number, volumes: number): number {
-  return (step * batch + b) % volumes;
+/** Which volume image i of step `step` comes from: the data is walked in order, `perStep` images per step. */
+export function volumeIndex(step: number, i: number, perStep: number, volumes: number): number {
+  return (step * perStep + i) % volumes;
 }
 
-/** Builds step `step`'s batch from prepared volumes (view-major rows: v·B + b). */
-export function makeBatch(sources: readonly CropSource[], step: number, spec: BatchSpec): DinoBatch {
+/** Step `step`'s micro-batches (one unless `spec.accumulate` says more). */
+export function makeBatches(sources: readonly CropSource[], step: number, spec: BatchSpec): DinoBatch[] {
+  return Array.from({ length: spec.accumulate ?? 1 }, (_, m) => makeBatch(sources, step, spec, m));
+}
+
+/**
+ * Builds micro-batch `micro` of step `step` from prepared volumes (view-major rows: v·B + b). Its
+ * images are the step's images micro·B … micro·B + B − 1, each keyed by that index, so a step of one
+ * micro-batch is the same whatever the accumulation.
+ */
+export function makeBatch(sources: readonly CropSource[], step: number, spec: BatchSpec, micro = 0): DinoBatch {
   const { batch: B, crops } = spec;
+  const N = spec.accumulate ?? 1;
+  if (!(Number.isInteger(micro) && micro >= 0 && micro < N)) throw new ReefError(`makeBatch: micro-batch ${micro} of ${N}`);
   const G = crops.nGlobal;
   const L = crops.nLocal;
   const gSize = crops.globalSide ** 3;
@@ -33,15 +48,16 @@ export function makeBatch(sources: readonly CropSource[], step: number, spec: Ba
   const globals = new Float32Array(G * B * gSize);
   const locals = new Float32Array(L * B * lSize);
   for (let b = 0; b < B; b++) {
-    const src = sources[volumeIndex(step, b, B, sources.length)]!;
-    sampleMultiCrop(src, Rng.fromKeys(spec.seed, step, b), crops, {
+    const image = micro * B + b;
+    const src = sources[volumeIndex(step, image, B * N, sources.length)]!;
+    sampleMultiCrop(src, Rng.fromKeys(spec.seed, step, image), crops, {
       globals: Array.from({ length: G }, (_, v) => globals.subarray((v * B + b) * gSize, (v * B + b + 1) * gSize)),
       locals: Array.from({ length: L }, (_, v) => locals.subarray((v * B + b) * lSize, (v * B + b + 1) * lSize)),
     });
   }
   const side = crops.globalSide / (spec.patch ?? 2);
   const grid: Grid3 = [side, side, side];
-  // Key B + 1 past the images' keys: a separate stream for the masks.
-  const masks = ibotMasks(G * B, grid, Rng.fromKeys(spec.seed, step, B + 1), spec.masks);
+  // Keys past the step's image keys: a separate mask stream per micro-batch.
+  const masks = ibotMasks(G * B, grid, Rng.fromKeys(spec.seed, step, B * N + 1 + micro), spec.masks);
   return { globals, locals, masks };
 }

@@ -12,6 +12,8 @@ import type { ClipMode } from './grad-clip.js';
 export interface PretrainRecipe {
   model: string;
   batch: number;
+  /** Micro-batches of `batch` images per optimizer step (gradient accumulation). */
+  accumulate: number;
   globalSide: number;
   localSide: number;
   locals: number;
@@ -47,6 +49,7 @@ export interface PretrainRecipe {
 
 const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' | 'prototypes' | 'headHidden'> = {
   locals: 4,
+  accumulate: 1,
   bottleneck: 256,
   studentTemp: 0.1,
   teacherTemp: 0.07,
