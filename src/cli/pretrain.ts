@@ -118,7 +118,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     batch: r.batch,
     accumulate,
     seed: config.seed,
-    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale && r.regionScale[0] < 1 ? r.regionScale : null },
+    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale && r.regionScale[0] < 1 ? r.regionScale : null, windowPerSample: r.windows === 'per-sample' },
     masks: { ratio: r.maskRatio, probability: r.maskProbability },
     patch: model.patch,
   };

@@ -10,9 +10,11 @@
  * centred on it) and all its crops come from the region's body. DINO needs the views of one
  * sample to share more than the views of two samples do; when every sample comes from one scan
  * (the demo's head CT), crops of the whole body give none of that, and the loss can only be
- * met by a uniform teacher. Without it the region is the whole scan.
+ * met by a uniform teacher. Without it the region is the whole scan. `windowPerSample` likewise
+ * gives all of a sample's crops one HU window (drawn after the region), where DINO's colour
+ * jitter would draw one per view.
  */
-import { augmentCrop, type AugmentOptions, type AugmentRecord } from './augment.js';
+import { augmentCrop, DEFAULT_AUGMENT, type AugmentOptions, type AugmentRecord } from './augment.js';
 import { checkCropFits, cropResize, regionSource, sampleCropBox, type CropBox, type CropSource } from './crops.js';
 import { DataError } from './errors.js';
 import type { Rng } from './rng.js';
@@ -28,6 +30,8 @@ export interface MultiCropOptions {
   reference: 'foreground' | 'volume';
   /** Volume-fraction range of the per-sample region the crops come from; null: the whole scan. */
   regionScale: readonly [number, number] | null;
+  /** One HU window for all of a sample's crops (drawn from the window list), or one per crop. */
+  windowPerSample: boolean;
   /** Augmentation settings for every crop, then per kind (e.g. DINO's asymmetric blur). */
   augment: Partial<AugmentOptions>;
   globalAugment: Partial<AugmentOptions>;
@@ -44,6 +48,7 @@ export const DEFAULT_MULTICROP: Readonly<MultiCropOptions> = {
   aspect: [3 / 4, 4 / 3],
   reference: 'foreground',
   regionScale: null,
+  windowPerSample: false,
   augment: {},
   globalAugment: {},
   localAugment: {},
@@ -78,12 +83,14 @@ export function sampleMultiCrop(whole: CropSource, rng: Rng, options: Partial<Mu
   if (o.nLocal > 0) checkCropFits(whole.volume, o.localSide);
   // The region is drawn first (its draws precede the crops'); side 1 skips checkCropFits' test.
   const src = o.regionScale ? regionSource(whole, sampleCropBox(whole, rng, { side: 1, scale: o.regionScale, aspect: o.aspect, reference: o.reference })) : whole;
+  // Then the sample's window, if it has one: each crop's augmentation then picks from it alone.
+  const shared = o.windowPerSample ? { windows: [rng.pick(o.augment.windows ?? DEFAULT_AUGMENT.windows)] } : {};
   const scratch = new Float32Array(Math.max(o.nGlobal > 0 ? o.globalSide ** 3 : 0, o.nLocal > 0 ? o.localSide ** 3 : 0));
 
   const make = (kind: 'global' | 'local', n: number): View[] => {
     const side = kind === 'global' ? o.globalSide : o.localSide;
     const spec = { side, scale: kind === 'global' ? o.globalScale : o.localScale, aspect: o.aspect, reference: o.reference };
-    const aug = { ...o.augment, ...(kind === 'global' ? o.globalAugment : o.localAugment) };
+    const aug = { ...o.augment, ...(kind === 'global' ? o.globalAugment : o.localAugment), ...shared };
     const dests = kind === 'global' ? out.globals : out.locals;
     const views: View[] = [];
     for (let v = 0; v < n; v++) {

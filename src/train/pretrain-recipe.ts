@@ -43,6 +43,8 @@ export interface PretrainRecipe {
   localScale: [number, number];
   /** Volume fraction of the per-sample region all of a sample's crops come from; 1,1: the whole scan. */
   regionScale: [number, number];
+  /** One HU window per sample (all its crops) or one per crop. */
+  windows: 'per-view' | 'per-sample';
   maskRatio: [number, number];
   maskProbability: number;
 }
@@ -72,6 +74,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   globalScale: [0.4, 1],
   localScale: [0.05, 0.4],
   regionScale: [1, 1],
+  windows: 'per-view',
   maskRatio: [0.1, 0.5],
   maskProbability: 0.5,
 };

@@ -188,6 +188,21 @@ describe('sampleMultiCrop', () => {
   });
 });
 
+describe('sampleMultiCrop windows', () => {
+  const src = prepareVolume(makePhantom({ shape: [90, 90, 70], spacing: [1, 1, 1.5], kind: 'head', seed: 4 }), 1.5);
+  it('per sample: every crop of a sample has the same window, and samples differ', () => {
+    const names = (windowPerSample: boolean) =>
+      Array.from({ length: 12 }, (_, k) => {
+        const s = sampleMultiCrop(src, Rng.fromKeys(50, k), { globalSide: 16, localSide: 8, nGlobal: 2, nLocal: 3, windowPerSample });
+        return [...s.globals, ...s.locals].map((v) => v.aug.window.name);
+      });
+    const shared = names(true);
+    for (const w of shared) expect(new Set(w).size).toBe(1);
+    expect(new Set(shared.map((w) => w[0])).size).toBeGreaterThan(1);
+    expect(names(false).some((w) => new Set(w).size > 1)).toBe(true);
+  });
+});
+
 describe('regionSource', () => {
   it('keeps exactly the foreground voxels inside the box, and the box as the bounding box', () => {
     const src = prepareCropSource(head);
