@@ -142,6 +142,8 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     clipMode: r.clipMode,
     seed: config.seed,
     accumulate,
+    sigregWeight: r.sigregWeight ?? 0,
+    sigregSlices: r.sigregSlices ?? 256,
     schedules: {
       epochs,
       epochSteps: r.epochSteps,
@@ -167,11 +169,12 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     stopSignal = name;
     log(`\n${name}: finishing this step, then writing a checkpoint`);
   };
+  const sigregOn = (r.sigregWeight ?? 0) > 0;
   const handlers = o.handleSignals ? ([['SIGINT', onSignal('SIGINT')], ['SIGTERM', onSignal('SIGTERM')]] as const) : [];
   for (const [sig, h] of handlers) process.on(sig, h);
   const bar = o.progress === false ? null : new SingleBar({
     noTTYOutput: true,
-    format: 'step {value}/{total} [{bar}] loss {loss} (dino {dino} ibot {ibot} koleo {koleo}) | lr {lr} | {rate} crops/s | GPU {mem} | ETA {eta_formatted}',
+    format: `step {value}/{total} [{bar}] loss {loss} (dino {dino} ibot {ibot} koleo {koleo}${sigregOn ? ' sigreg {sigreg}' : ''}) | lr {lr} | {rate} crops/s | GPU {mem} | ETA {eta_formatted}`,
     hideCursor: true,
     notTTYSchedule: 5000,
     etaBuffer: 20,
@@ -184,14 +187,14 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   // The run's records so far (cut back to `start` above), kept in memory for the plot and summary.
   const records = await run.readMetrics();
   const plot = async () => {
-    await writeFileAtomic(join(runRoot, 'loss.svg'), lossPlotSvg(seriesFromMetrics(records, METRIC_TERMS), { title: `reef pretrain ${config.preset}: loss per step` }));
+    await writeFileAtomic(join(runRoot, 'loss.svg'), lossPlotSvg(seriesFromMetrics(records, sigregOn ? [...METRIC_TERMS, 'sigreg'] : METRIC_TERMS), { title: `reef pretrain ${config.preset}: loss per step` }));
   };
   let code = 0;
   let finished = start;
   const crops = r.batch * accumulate * (2 + r.locals);
   try {
     if (restore) await restore();
-    bar?.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', lr: '-', rate: '-', mem: '-' });
+    bar?.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', sigreg: '-', lr: '-', rate: '-', mem: '-' });
     const stopAt = Math.min(config.steps, o.stopAfter !== undefined ? start + o.stopAfter : Infinity);
     let next = start < stopAt ? makeBatches(sources, start, spec) : null;
     for (let step = start; step < stopAt; step++) {
@@ -211,6 +214,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
         dino: res.dino.toFixed(3),
         ibot: res.ibot.toFixed(3),
         koleo: res.koleo.toFixed(3),
+        sigreg: res.sigreg.toFixed(3),
         lr: res.lr.toExponential(2),
         rate: ((crops * 1000) / ms).toFixed(2),
         mem: fmtBytes(rt.memory().peak),
@@ -260,6 +264,7 @@ function record(step: number, r: DinoStepResult, ms: number, crops: number, rt: 
     dino: r.dino,
     ibot: r.ibot,
     koleo: r.koleo,
+    sigreg: r.sigreg,
     lr: r.lr,
     weight_decay: r.weightDecay,
     teacher_temp: r.teacherTemp,

@@ -7,13 +7,15 @@
  *
  *   teacher(globals) ──► DINO head ─► centred softmax ─┐
  *                    └─► iBOT head (masked tokens) ─┐  │
- *   student(masked globals, locals) ─► heads ──► iBOT ┴► DINO + KoLeo ─► backward ─► clip ─► AdamW ─► EMA
+ *   student(masked globals, locals) ─► heads ──► iBOT ┴► DINO + KoLeo [+ SIGReg] ─► backward ─► clip ─► AdamW ─► EMA
  */
 import type { Runtime } from '../gpu/runtime.js';
 import { ReefError } from '../gpu/errors.js';
 import { DinoLoss } from '../losses/dino.js';
 import { IbotPatchLoss, maskedTokens } from '../losses/ibot.js';
 import { koleoLoss } from '../losses/koleo.js';
+import { sigregLoss, sigregSlices } from '../losses/sigreg.js';
+import { Rng } from '../data/rng.js';
 import { coralBayEncoderForward } from '../models/swin3d/coralbay-encoder.js';
 import { paramShapes, stageWidth, type ModelConfig } from '../models/swin3d/config.js';
 import { initWeights } from '../models/swin3d/init.js';
@@ -56,6 +58,14 @@ export interface DinoTrainerOptions {
   seed: number;
   /** Micro-batches per optimizer step (gradient accumulation); default 1. */
   accumulate?: number;
+  /**
+   * SIGReg (LeJEPA's Epps–Pulley on random unit slices) on the student's global embeddings, with
+   * this weight (default 0: off) and this many slices (default 256), drawn anew each step from
+   * (seed, step, micro-batch). LeJEPA applies it per view; with a handful of images per step the
+   * views are pooled here (N = 2·B rows), or the statistic would rest on B samples.
+   */
+  sigregWeight?: number;
+  sigregSlices?: number;
 }
 
 /** One step's crops: view-major (row v·B + b), values in [0, 1]; one mask per global row. */
@@ -74,6 +84,8 @@ export interface DinoStepResult {
   dino: number;
   ibot: number;
   koleo: number;
+  /** 0 when SIGReg is off. */
+  sigreg: number;
   gradNorm: number;
   lr: number;
   weightDecay: number;
@@ -89,7 +101,7 @@ export interface DinoStepResult {
 }
 
 interface MicroResult {
-  /** loss, dino, ibot, koleo scalars. */
+  /** loss, dino, ibot, koleo, sigreg scalars. */
   terms: Tensor[];
   dinoLogits: Tensor;
   ibotLogits: Tensor | null;
@@ -204,13 +216,13 @@ export class DinoTrainer {
     const s = this.schedules.at(step);
     const micro: MicroResult[] = [];
     try {
-      for (const b of list) micro.push(await this.forwardBackward(b, s, 1 / N));
+      for (const [m, b] of list.entries()) micro.push(await this.forwardBackward(b, s, 1 / N, Rng.fromKeys(this.o.seed, step, m)));
       const control = this.clipper.record(this.optimizer.params);
       this.optimizer.update({ lr: s.lr, weightDecay: s.weightDecay, lrScales: { last_layer: s.lastLayerLrScale }, control });
       const stats = await this.clipper.read();
       const values = await Promise.all(micro.map((m) => Promise.all(m.terms.map((t) => t.read()))));
       const mean = (i: number) => values.reduce((a, v) => a + v[i]![0]!, 0) / N;
-      const [lossV, dinoV, ibotV, koleoV] = [0, 1, 2, 3].map(mean) as [number, number, number, number];
+      const [lossV, dinoV, ibotV, koleoV, sigregV] = [0, 1, 2, 3, 4].map(mean) as [number, number, number, number, number];
       const applied = stats.finite && Number.isFinite(lossV);
       if (applied) {
         noGrad(() => {
@@ -233,6 +245,7 @@ export class DinoTrainer {
         dino: dinoV,
         ibot: ibotV,
         koleo: koleoV,
+        sigreg: sigregV,
         gradNorm: stats.norm,
         lr: s.lr,
         weightDecay: s.weightDecay,
@@ -250,7 +263,7 @@ export class DinoTrainer {
   }
 
   /** Forward and backward of one micro-batch; its loss is scaled by `lossScale` before backward. */
-  private async forwardBackward(batch: DinoBatch, s: ScheduleValues, lossScale: number): Promise<MicroResult> {
+  private async forwardBackward(batch: DinoBatch, s: ScheduleValues, lossScale: number, rng: Rng): Promise<MicroResult> {
     const rt = this.rt;
     const o = this.o;
     const B = o.batch;
@@ -270,7 +283,9 @@ export class DinoTrainer {
     const perImage = pooled[0]!.mask.length;
     const select = tokens.positions.length > 0 ? selectionMatrix(rt, tokens.positions, G * perImage) : null;
     const weights = this.ibotLoss.weightsTensor(tokens);
-    const owned: Tensor[] = [globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : [])];
+    const sigregWeight = o.sigregWeight ?? 0;
+    const slices = sigregWeight > 0 ? sigregSlices(rt, 24 * o.model.featureSize, o.sigregSlices ?? 256, () => rng.float()) : null;
+    const owned: Tensor[] = [globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(slices ? [slices] : [])];
     const cfg = { ...o.model };
     try {
       // Teacher: globals only, no graph.
@@ -297,14 +312,16 @@ export class DinoTrainer {
         const dino = this.dinoLoss.forward(views, teacherOut.q);
         const ibot = select && teacherOut.qi ? this.ibotLoss.forward(this.student.ibotHead.forward(matmul(select, stageTokens(g.maps[4]!))), teacherOut.qi, weights) : zeros(rt, []);
         const koleo = o.koleoWeight > 0 ? koleoLoss(g.embedding, { group: B }) : zeros(rt, []);
-        const loss = add(add(dino, scale(ibot, o.ibotWeight)), scale(koleo, o.koleoWeight));
+        const sigreg = slices ? sigregLoss(g.embedding, slices) : zeros(rt, []);
+        let loss = add(add(dino, scale(ibot, o.ibotWeight)), scale(koleo, o.koleoWeight));
+        if (slices) loss = add(loss, scale(sigreg, sigregWeight));
         // Outputs the loss does not read (the locals' hs3, say) hold tape nodes backward never
         // reaches: kept here so their graphs can be freed after it.
         const outputs = [g, ...(l ? [l] : [])].flatMap((r) => [...r.hidden, ...r.maps, r.embedding]);
-        return [loss, dino, ibot, koleo, ...new Set(outputs)];
+        return [loss, dino, ibot, koleo, sigreg, ...new Set(outputs)];
       });
       owned.push(...terms);
-      const [loss] = terms as [Tensor, Tensor, Tensor, Tensor];
+      const [loss] = terms as [Tensor];
       if (lossScale === 1) backward(loss);
       else {
         const scaled = scale(loss, lossScale);
@@ -313,8 +330,8 @@ export class DinoTrainer {
       }
       for (const t of terms) releaseGraph(t);
       // Drop what the centre and the statistics do not need before the next micro-batch.
-      for (const t of [...terms.slice(4), globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(teacherOut.qi ? [teacherOut.qi] : [])]) t.dispose();
-      return { terms: terms.slice(0, 4), dinoLogits: teacherOut.dinoLogits, ibotLogits: teacherOut.ibotLogits, q: teacherOut.q, maskedTokens: tokens.positions.length, owned };
+      for (const t of [...terms.slice(5), globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(slices ? [slices] : []), ...(teacherOut.qi ? [teacherOut.qi] : [])]) t.dispose();
+      return { terms: terms.slice(0, 5), dinoLogits: teacherOut.dinoLogits, ibotLogits: teacherOut.ibotLogits, q: teacherOut.q, maskedTokens: tokens.positions.length, owned };
     } catch (e) {
       for (const t of owned) t.dispose();
       throw e;

@@ -36,6 +36,9 @@ export interface PretrainRecipe {
   epochSteps: number;
   ibotWeight: number;
   koleoWeight: number;
+  /** SIGReg on the student's global embeddings (0: off) and its number of random slices. */
+  sigregWeight: number;
+  sigregSlices: number;
   clip: number;
   clipMode: ClipMode;
   /** Crop scale ranges (volume fraction of the body's bounding box). */
@@ -69,6 +72,8 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   epochSteps: 1250,
   ibotWeight: 1,
   koleoWeight: 0.1,
+  sigregWeight: 0,
+  sigregSlices: 256,
   clip: 3,
   clipMode: 'global',
   globalScale: [0.4, 1],

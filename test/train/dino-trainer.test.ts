@@ -126,4 +126,19 @@ describe('DINO + iBOT + KoLeo step on a tiny CoralBay encoder', () => {
     one.dispose();
     acc.dispose();
   });
+
+  it('adds SIGReg on the global embeddings when asked, with slices keyed by (seed, step)', async () => {
+    const opts = { ...OPTS, sigregWeight: 0.5, sigregSlices: 64 };
+    const a = new DinoTrainer(rt, opts);
+    const ra = await a.step(0, makeBatch(sources, 0, SPEC));
+    a.dispose();
+    expect(ra.sigreg).toBeGreaterThan(0);
+    expect(ra.loss).toBeCloseTo(ra.dino + ra.ibot + 0.1 * ra.koleo + 0.5 * ra.sigreg, 5);
+    // Off, the other terms are those of the plain step 0; on again, bitwise the same step.
+    expect([ra.dino, ra.ibot, ra.koleo]).toEqual([straight[0]!.dino, straight[0]!.ibot, straight[0]!.koleo]);
+    const b = new DinoTrainer(rt, opts);
+    const rb = await b.step(0, makeBatch(sources, 0, SPEC));
+    b.dispose();
+    expect(terms(rb).concat(rb.sigreg)).toEqual(terms(ra).concat(ra.sigreg));
+  });
 });
