@@ -144,6 +144,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     accumulate,
     sigregWeight: r.sigregWeight ?? 0,
     sigregSlices: r.sigregSlices ?? 256,
+    dropPath: r.dropPath ?? 0,
     schedules: {
       epochs,
       epochSteps: r.epochSteps,

@@ -66,6 +66,8 @@ export interface DinoTrainerOptions {
    */
   sigregWeight?: number;
   sigregSlices?: number;
+  /** Stochastic depth of the student's Swin blocks (MONAI's ramp to this rate; default 0). */
+  dropPath?: number;
 }
 
 /** One step's crops: view-major (row v·B + b), values in [0, 1]; one mask per global row. */
@@ -216,7 +218,7 @@ export class DinoTrainer {
     const s = this.schedules.at(step);
     const micro: MicroResult[] = [];
     try {
-      for (const [m, b] of list.entries()) micro.push(await this.forwardBackward(b, s, 1 / N, Rng.fromKeys(this.o.seed, step, m)));
+      for (const [m, b] of list.entries()) micro.push(await this.forwardBackward(b, s, 1 / N, [step, m]));
       const control = this.clipper.record(this.optimizer.params);
       this.optimizer.update({ lr: s.lr, weightDecay: s.weightDecay, lrScales: { last_layer: s.lastLayerLrScale }, control });
       const stats = await this.clipper.read();
@@ -263,7 +265,8 @@ export class DinoTrainer {
   }
 
   /** Forward and backward of one micro-batch; its loss is scaled by `lossScale` before backward. */
-  private async forwardBackward(batch: DinoBatch, s: ScheduleValues, lossScale: number, rng: Rng): Promise<MicroResult> {
+  /** `keys`: (step, micro-batch), which key the random draws of SIGReg's slices and drop-path. */
+  private async forwardBackward(batch: DinoBatch, s: ScheduleValues, lossScale: number, keys: [number, number]): Promise<MicroResult> {
     const rt = this.rt;
     const o = this.o;
     const B = o.batch;
@@ -284,7 +287,10 @@ export class DinoTrainer {
     const select = tokens.positions.length > 0 ? selectionMatrix(rt, tokens.positions, G * perImage) : null;
     const weights = this.ibotLoss.weightsTensor(tokens);
     const sigregWeight = o.sigregWeight ?? 0;
-    const slices = sigregWeight > 0 ? sigregSlices(rt, 24 * o.model.featureSize, o.sigregSlices ?? 256, () => rng.float()) : null;
+    const sliceRng = Rng.fromKeys(o.seed, ...keys);
+    const slices = sigregWeight > 0 ? sigregSlices(rt, 24 * o.model.featureSize, o.sigregSlices ?? 256, () => sliceRng.float()) : null;
+    const dropRng = Rng.fromKeys(o.seed, ...keys, 1);
+    const dropPath = (o.dropPath ?? 0) > 0 ? { rate: o.dropPath!, uniform: () => dropRng.float() } : undefined;
     const owned: Tensor[] = [globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(slices ? [slices] : [])];
     const cfg = { ...o.model };
     try {
@@ -306,8 +312,8 @@ export class DinoTrainer {
       // Student: masked globals and the locals, one graph.
       const terms = tidy(() => {
         const W = weightLookup(this.student.encoder, 'student');
-        const g = coralBayEncoderForward(globals, W, { ...cfg, mask: { patches: patchMask, token: this.maskToken } });
-        const l = locals ? coralBayEncoderForward(locals, W, { ...cfg, anySide: true }) : null;
+        const g = coralBayEncoderForward(globals, W, { ...cfg, dropPath, mask: { patches: patchMask, token: this.maskToken } });
+        const l = locals ? coralBayEncoderForward(locals, W, { ...cfg, dropPath, anySide: true }) : null;
         const views = [this.student.dinoHead.forward(g.embedding), ...(l ? [this.student.dinoHead.forward(l.embedding)] : [])];
         const dino = this.dinoLoss.forward(views, teacherOut.q);
         const ibot = select && teacherOut.qi ? this.ibotLoss.forward(this.student.ibotHead.forward(matmul(select, stageTokens(g.maps[4]!))), teacherOut.qi, weights) : zeros(rt, []);

@@ -39,6 +39,8 @@ export interface PretrainRecipe {
   /** SIGReg on the student's global embeddings (0: off) and its number of random slices. */
   sigregWeight: number;
   sigregSlices: number;
+  /** Stochastic depth rate of the student's last Swin block (a linear ramp from 0, as MONAI). */
+  dropPath: number;
   clip: number;
   clipMode: ClipMode;
   /** Crop scale ranges (volume fraction of the body's bounding box). */
@@ -74,6 +76,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   koleoWeight: 0.1,
   sigregWeight: 0,
   sigregSlices: 256,
+  dropPath: 0,
   clip: 3,
   clipMode: 'global',
   globalScale: [0.4, 1],

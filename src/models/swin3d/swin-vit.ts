@@ -15,6 +15,7 @@ import { permute, reshape } from '../../ops/shape.js';
 import { windowAttention3d } from '../../ops/window-attention3d.js';
 import { patchEmbed3d } from '../../nn/patch-embed3d.js';
 import { unetResBlock } from '../../nn/unet-res-block.js';
+import { tensor } from '../../tensor/create.js';
 import { tidy, type Tensor } from '../../tensor/tensor.js';
 import { windowAndShift, type Vec3 } from './window-geometry.js';
 
@@ -29,6 +30,27 @@ export interface SwinViTOptions {
   prefix?: string;
   /** iBOT masking of the student: masked patch embeddings are replaced by a learned token. */
   mask?: PatchMask;
+  /** Stochastic depth for training (absent: off, as in inference). */
+  dropPath?: DropPath;
+}
+
+/**
+ * Stochastic depth as MONAI's SwinViT: block k of the T blocks drops its attention and MLP
+ * branches for a whole sample with probability rate·k/(T − 1) (a linear ramp from 0), and scales
+ * a kept branch by 1/(1 − p). `uniform` draws in [0, 1): two draws per sample per block, in order.
+ */
+export interface DropPath {
+  rate: number;
+  uniform: () => number;
+}
+
+/** [B, 1, 1, 1, 1]: 0 for a dropped sample, 1/(1 − p) for a kept one; null when p is 0. */
+function dropPathScale(x: Tensor, p: number, uniform: () => number): Tensor | null {
+  if (p <= 0) return null;
+  if (!(p < 1)) throw new ReefError(`drop-path rate ${p} must be below 1`);
+  const B = x.shape[0]!;
+  const keep = Float32Array.from({ length: B }, () => (uniform() < p ? 0 : 1 / (1 - p)));
+  return tensor(x.rt, keep, [B, 1, 1, 1, 1], { name: 'drop_path' });
 }
 
 export interface PatchMask {
@@ -54,31 +76,37 @@ function linear(x: Tensor, W: WeightLookup, name: string, bias = true): Tensor {
   return matmul(x, W(`${name}.weight`), { transB: true, bias: bias ? W(`${name}.bias`) : null });
 }
 
-/** One pre-norm Swin block (MONAI SwinTransformerBlock), x: [B, D, H, W, C]. */
-export function swinBlock(x: Tensor, W: WeightLookup, p: string, heads: number, window: Vec3, shift: Vec3, configured: Vec3): Tensor {
+/** One pre-norm Swin block (MONAI SwinTransformerBlock), x: [B, D, H, W, C]; `drop`: its drop-path rate. */
+export function swinBlock(x: Tensor, W: WeightLookup, p: string, heads: number, window: Vec3, shift: Vec3, configured: Vec3, drop?: { p: number; uniform: () => number }): Tensor {
   return tidy(() => {
+    const branch = (t: Tensor) => {
+      const keep = drop ? dropPathScale(x, drop.p, drop.uniform) : null;
+      return keep ? mul(t, keep) : t;
+    };
     const C = x.shape[4]!;
     const N = x.size / C;
     const h = reshape(layerNorm(x, W(`${p}.norm1.weight`), W(`${p}.norm1.bias`)), [N, C]);
     // The attention reads q, k and v straight from the projection's [N, 3C] rows.
     const qkv = reshape(linear(h, W, `${p}.attn.qkv`), [...x.shape.slice(0, 4), 3 * C]);
     const attn = windowAttention3d({ qkv, qkvBias: W(`${p}.attn.qkv.bias`), table: W(`${p}.attn.relative_position_bias_table`), heads, window, shift, configuredWindow: configured });
-    const x1 = add(x, reshape(linear(reshape(attn, [N, C]), W, `${p}.attn.proj`), x.shape));
+    const x1 = add(x, branch(reshape(linear(reshape(attn, [N, C]), W, `${p}.attn.proj`), x.shape)));
     const h2 = reshape(layerNorm(x1, W(`${p}.norm2.weight`), W(`${p}.norm2.bias`)), [N, C]);
     const mlp = linear(gelu(linear(h2, W, `${p}.mlp.linear1`)), W, `${p}.mlp.linear2`);
-    return add(x1, reshape(mlp, x.shape));
+    return add(x1, branch(reshape(mlp, x.shape)));
   });
 }
 
 /** One BasicLayer: blocks (odd ones shifted by half a window), then patch merging to 2C. */
-export function swinStage(x: Tensor, W: WeightLookup, p: string, depth: number, heads: number, cfg: SwinViTOptions): Tensor {
+export function swinStage(x: Tensor, W: WeightLookup, p: string, depth: number, heads: number, cfg: SwinViTOptions, firstBlock = 0): Tensor {
   const configured = cfg.window ?? [7, 7, 7];
   const [, D, H, Wd] = x.shape as [number, number, number, number, number];
   const half: Vec3 = [Math.floor(configured[0] / 2), Math.floor(configured[1] / 2), Math.floor(configured[2] / 2)];
   const { window, shift } = windowAndShift([D, H, Wd], configured, half);
   let h = x;
   for (let i = 0; i < depth; i++) {
-    const next = swinBlock(h, W, `${p}.blocks.${i}`, heads, window, i % 2 ? shift : [0, 0, 0], configured);
+    const total = cfg.depths.reduce((a, b) => a + b, 0);
+    const drop = cfg.dropPath && cfg.dropPath.rate > 0 ? { p: (cfg.dropPath.rate * (firstBlock + i)) / Math.max(total - 1, 1), uniform: cfg.dropPath.uniform } : undefined;
+    const next = swinBlock(h, W, `${p}.blocks.${i}`, heads, window, i % 2 ? shift : [0, 0, 0], configured, drop);
     if (h !== x) h.dispose();
     h = next;
   }
@@ -117,7 +145,7 @@ export function swinViTForward(x: Tensor, W: WeightLookup, cfg: SwinViTOptions):
         h.dispose();
         h = conv;
       }
-      const next = swinStage(h, P, `layers${i + 1}.0`, depth, cfg.heads[i]!, cfg);
+      const next = swinStage(h, P, `layers${i + 1}.0`, depth, cfg.heads[i]!, cfg, cfg.depths.slice(0, i).reduce((a, b) => a + b, 0));
       h.dispose();
       h = next;
       hidden.push(out(h));
