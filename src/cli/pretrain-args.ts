@@ -55,7 +55,7 @@ export function parsePretrainArgs(args: string[]): PretrainOptions {
       value = Number(text);
       if (!Number.isFinite(value)) throw new ReefError(`${flag} ${text}: expected a number`);
     } else {
-      const allowed = key === 'centering' ? ['centre', 'sinkhorn'] : key === 'clipMode' ? ['global', 'per-tensor'] : key === 'windows' ? ['per-view', 'per-sample'] : null;
+      const allowed = key === 'centering' ? ['centre', 'sinkhorn'] : key === 'clipMode' ? ['global', 'per-tensor'] : key === 'windows' ? ['per-view', 'per-sample'] : key === 'centerInit' ? ['zero', 'batch'] : key === 'recompute' ? ['none', 'stages'] : null;
       if (allowed && !allowed.includes(text)) throw new ReefError(`${flag} ${text}: expected ${allowed.join(' or ')}`);
       value = text;
     }

@@ -136,6 +136,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     studentTemp: r.studentTemp,
     centerMomentum: r.centerMomentum,
     centering: r.centering,
+    centerInit: r.centerInit ?? 'zero',
     ibotWeight: r.ibotWeight,
     koleoWeight: r.koleoWeight,
     clip: r.clip,
@@ -145,6 +146,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     sigregWeight: r.sigregWeight ?? 0,
     sigregSlices: r.sigregSlices ?? 256,
     dropPath: r.dropPath ?? 0,
+    recompute: r.recompute === 'stages',
     schedules: {
       epochs,
       epochSteps: r.epochSteps,

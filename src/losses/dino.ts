@@ -95,6 +95,11 @@ export class DinoLoss {
     return total!;
   }
 
+  /** center ← the mean of these teacher logits (momentum 0): a start from the data instead of 0. */
+  initCenter(teacherLogits: Tensor): void {
+    noGrad(() => updateCenter(this.center, teacherLogits, 0));
+  }
+
   /** c ← m·c + (1 − m)·mean over rows of the teacher's raw logits [G·B, K]; call after the loss. */
   updateCenter(teacherLogits: Tensor): void {
     noGrad(() => updateCenter(this.center, teacherLogits, this.centerMomentum));

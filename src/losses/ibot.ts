@@ -98,6 +98,11 @@ export class IbotPatchLoss {
     return temperedCrossEntropy(student, teacherProbs, { temperature: this.studentTemp, rowWeights: weights });
   }
 
+  /** center ← the mean of these teacher logits (momentum 0): a start from the data instead of 0. */
+  initCenter(teacherLogits: Tensor): void {
+    noGrad(() => updateCenter(this.center, teacherLogits, 0));
+  }
+
   /** c ← m·c + (1 − m)·mean over the masked tokens of the teacher's raw logits [N, K]. */
   updateCenter(teacherLogits: Tensor): void {
     noGrad(() => updateCenter(this.center, teacherLogits, this.centerMomentum));

@@ -50,6 +50,12 @@ export interface DinoTrainerOptions {
   studentTemp: number;
   centerMomentum: number;
   centering: 'centre' | 'sinkhorn';
+  /**
+   * The centres' start: 'zero' (DINO) or 'batch', the first step's teacher mean. From 0 the first
+   * steps' teacher targets keep the logit part all crops share, sharpened by τ_t, which can pull a
+   * small run into one prototype before the centre has caught up.
+   */
+  centerInit?: 'zero' | 'batch';
   ibotWeight: number;
   koleoWeight: number;
   clip: number;
@@ -68,6 +74,8 @@ export interface DinoTrainerOptions {
   sigregSlices?: number;
   /** Stochastic depth of the student's Swin blocks (MONAI's ramp to this rate; default 0). */
   dropPath?: number;
+  /** Recompute the student's stages and UNETR blocks in backward instead of keeping their activations. */
+  recompute?: boolean;
 }
 
 /** One step's crops: view-major (row v·B + b), values in [0, 1]; one mask per global row. */
@@ -300,6 +308,10 @@ export class DinoTrainer {
           const out = coralBayEncoderForward(globals, weightLookup(this.teacher.encoder, 'teacher'), cfg);
           const dinoLogits = this.teacher.dinoHead.forward(out.embedding);
           const ibotLogits = select ? this.teacher.ibotHead.forward(matmul(select, stageTokens(out.maps[4]!))) : null;
+          if (o.centerInit === 'batch' && keys[0] === 0 && keys[1] === 0) {
+            this.dinoLoss.initCenter(dinoLogits);
+            if (ibotLogits) this.ibotLoss.initCenter(ibotLogits);
+          }
           const q = o.centering === 'sinkhorn' ? this.dinoLoss.teacherSinkhorn(dinoLogits, s.teacherTemp) : this.dinoLoss.teacherSoftmax(dinoLogits, s.teacherTemp);
           const qi = ibotLogits ? (o.centering === 'sinkhorn' ? this.ibotLoss.teacherSinkhorn(ibotLogits, s.teacherTemp) : this.ibotLoss.teacherSoftmax(ibotLogits, s.teacherTemp)) : null;
           for (const t of [...out.hidden, ...out.maps]) t.dispose();
@@ -312,8 +324,9 @@ export class DinoTrainer {
       // Student: masked globals and the locals, one graph.
       const terms = tidy(() => {
         const W = weightLookup(this.student.encoder, 'student');
-        const g = coralBayEncoderForward(globals, W, { ...cfg, dropPath, mask: { patches: patchMask, token: this.maskToken } });
-        const l = locals ? coralBayEncoderForward(locals, W, { ...cfg, dropPath, anySide: true }) : null;
+        const recompute = o.recompute ?? false;
+        const g = coralBayEncoderForward(globals, W, { ...cfg, dropPath, recompute, mask: { patches: patchMask, token: this.maskToken } });
+        const l = locals ? coralBayEncoderForward(locals, W, { ...cfg, dropPath, recompute, anySide: true }) : null;
         const views = [this.student.dinoHead.forward(g.embedding), ...(l ? [this.student.dinoHead.forward(l.embedding)] : [])];
         const dino = this.dinoLoss.forward(views, teacherOut.q);
         const ibot = select && teacherOut.qi ? this.ibotLoss.forward(this.student.ibotHead.forward(matmul(select, stageTokens(g.maps[4]!))), teacherOut.qi, weights) : zeros(rt, []);

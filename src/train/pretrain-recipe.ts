@@ -26,6 +26,8 @@ export interface PretrainRecipe {
   warmupTeacherTempEpochs: number;
   centerMomentum: number;
   centering: 'centre' | 'sinkhorn';
+  /** The centres' start: 0 (DINO) or the first batch's teacher mean. */
+  centerInit: 'zero' | 'batch';
   momentumTeacher: number;
   baseLr: number;
   minLr: number;
@@ -41,6 +43,8 @@ export interface PretrainRecipe {
   sigregSlices: number;
   /** Stochastic depth rate of the student's last Swin block (a linear ramp from 0, as MONAI). */
   dropPath: number;
+  /** 'stages': the student's SwinViT stages and UNETR blocks are recomputed in backward (less memory, ~1 more forward). */
+  recompute: 'none' | 'stages';
   clip: number;
   clipMode: ClipMode;
   /** Crop scale ranges (volume fraction of the body's bounding box). */
@@ -64,6 +68,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   warmupTeacherTempEpochs: 30,
   centerMomentum: 0.9,
   centering: 'centre',
+  centerInit: 'zero',
   momentumTeacher: 0.996,
   baseLr: 5e-4,
   minLr: 1e-6,
@@ -77,6 +82,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   sigregWeight: 0,
   sigregSlices: 256,
   dropPath: 0,
+  recompute: 'none',
   clip: 3,
   clipMode: 'global',
   globalScale: [0.4, 1],

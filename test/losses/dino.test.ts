@@ -240,6 +240,27 @@ describe('DINO loss', () => {
     });
   });
 
+  it('initCenter starts the centre at the rows\' mean (float64), whatever it held', async () => {
+    const rng = makeRng(43);
+    const tHost = randnT([5, 13], rng);
+    const t = upload(rt, tHost);
+    const loss = new DinoLoss(rt, { outDim: 13 });
+    try {
+      loss.updateCenter(t); // something non-zero first
+      loss.initCenter(t);
+      const want = Array.from({ length: 13 }, (_, k) => {
+        let m = 0;
+        for (let r = 0; r < 5; r++) m += tHost.data[r * 13 + k]!;
+        return m / 5;
+      });
+      const got = await loss.center.read();
+      for (let k = 0; k < 13; k++) expect(Math.abs(got[k]! - want[k]!)).toBeLessThan(1e-6 * Math.max(1, Math.abs(want[k]!)));
+    } finally {
+      t.dispose();
+      loss.dispose();
+    }
+  });
+
   it('student gradient bitwise the same on a second run', async () => {
     const rng = makeRng(41);
     const B = 4;

@@ -12,6 +12,7 @@ import { concat, permute } from '../../ops/shape.js';
 import { unetResBlock } from '../../nn/unet-res-block.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { swinViTForward, type SwinViTOptions, type WeightLookup } from './swin-vit.js';
+import { recomputed } from './recompute.js';
 
 export interface CoralBayOutputs {
   /** The five SwinViT hidden states, channels-first [B, C, D, H, W]. */
@@ -49,12 +50,15 @@ export function coralBayEncoderForward(x: Tensor, W: WeightLookup, cfg: CoralBay
       hidden.push(permute(h, [0, 4, 1, 2, 3]));
       h.dispose();
     }
-    maps.push(unetResBlock(x, W, 'encoder1.layer.'));
-    maps.push(unetResBlock(hidden[0]!, W, 'encoder2.layer.'));
-    maps.push(unetResBlock(hidden[1]!, W, 'encoder3.layer.'));
-    maps.push(unetResBlock(hidden[2]!, W, 'encoder4.layer.'));
+    // With recomputation the UNETR blocks keep only their inputs too (encoder1's is the raw crop).
+    const block = (input: Tensor, prefix: string) =>
+      cfg.recompute ? recomputed(input, W, undefined, (t, Wl) => unetResBlock(t, Wl, prefix)) : unetResBlock(input, W, prefix);
+    maps.push(block(x, 'encoder1.layer.'));
+    maps.push(block(hidden[0]!, 'encoder2.layer.'));
+    maps.push(block(hidden[1]!, 'encoder3.layer.'));
+    maps.push(block(hidden[2]!, 'encoder4.layer.'));
     maps.push(hidden[3]!);
-    maps.push(unetResBlock(hidden[4]!, W, 'encoder10.layer.'));
+    maps.push(block(hidden[4]!, 'encoder10.layer.'));
     const pooled = [0, 1, 2, 3, 5].map((i) => mean(maps[i]!, [2, 3, 4]));
     const embedding = concat(pooled, 1);
     for (const p of pooled) p.dispose();

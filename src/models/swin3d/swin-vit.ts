@@ -18,6 +18,7 @@ import { unetResBlock } from '../../nn/unet-res-block.js';
 import { tensor } from '../../tensor/create.js';
 import { tidy, type Tensor } from '../../tensor/tensor.js';
 import { windowAndShift, type Vec3 } from './window-geometry.js';
+import { recomputed } from './recompute.js';
 
 export interface SwinViTOptions {
   depths: readonly number[];
@@ -32,6 +33,8 @@ export interface SwinViTOptions {
   mask?: PatchMask;
   /** Stochastic depth for training (absent: off, as in inference). */
   dropPath?: DropPath;
+  /** Activation recomputation: each stage keeps only its input and is run again in backward. */
+  recompute?: boolean;
 }
 
 /**
@@ -140,12 +143,16 @@ export function swinViTForward(x: Tensor, W: WeightLookup, cfg: SwinViTOptions):
   const hidden = [out(h)];
   try {
     cfg.depths.forEach((depth, i) => {
-      if (cfg.useV2) {
-        const conv = channelsFirst(h, (cf) => unetResBlock(cf, P, `layers${i + 1}c.0.layer.`));
-        h.dispose();
-        h = conv;
-      }
-      const next = swinStage(h, P, `layers${i + 1}.0`, depth, cfg.heads[i]!, cfg, cfg.depths.slice(0, i).reduce((a, b) => a + b, 0));
+      const firstBlock = cfg.depths.slice(0, i).reduce((a, b) => a + b, 0);
+      const stage = (x: Tensor, Wl: WeightLookup, dropPath: DropPath | undefined): Tensor => {
+        const conv = cfg.useV2 ? channelsFirst(x, (cf) => unetResBlock(cf, Wl, `layers${i + 1}c.0.layer.`)) : x;
+        try {
+          return swinStage(conv, Wl, `layers${i + 1}.0`, depth, cfg.heads[i]!, { ...cfg, dropPath }, firstBlock);
+        } finally {
+          if (conv !== x) conv.dispose();
+        }
+      };
+      const next = cfg.recompute ? recomputed(h, P, cfg.dropPath, stage) : stage(h, P, cfg.dropPath);
       h.dispose();
       h = next;
       hidden.push(out(h));
