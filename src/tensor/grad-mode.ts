@@ -5,10 +5,9 @@ export function isGradEnabled(): boolean {
   return enabled;
 }
 
-/** Runs `fn` without recording gradients (inference, optimizer updates, EMA). */
-export function noGrad<T>(fn: () => T): T {
+function withRecording<T>(on: boolean, fn: () => T): T {
   const prev = enabled;
-  enabled = false;
+  enabled = on;
   try {
     return fn();
   } finally {
@@ -16,13 +15,12 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Runs `fn` without recording gradients (inference, optimizer updates, EMA). */
+export function noGrad<T>(fn: () => T): T {
+  return withRecording(false, fn);
+}
+
 /** Runs `fn` with recording on, also inside `noGrad` (activation recomputation during backward). */
 export function withGrad<T>(fn: () => T): T {
-  const prev = enabled;
-  enabled = true;
-  try {
-    return fn();
-  } finally {
-    enabled = prev;
-  }
+  return withRecording(true, fn);
 }

@@ -4,6 +4,7 @@
  * group length), then the data set in the chosen transfer syntax. Values are padded to even length
  * (UI with NUL, text with space, OB with NUL), as PS3.5 §7.1 requires.
  */
+import { concatBytes } from './tar-writer';
 import { deflateRawSync } from 'node:zlib';
 
 export const TS = {
@@ -84,16 +85,6 @@ export function formatDs(v: number): string {
 }
 const ds = (...v: number[]) => text(v.map(formatDs).join('\\'));
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function encode(el: El, enc: Encoding): Uint8Array {
   const le = enc !== 'explicitBE';
   const value = el.value(le);
@@ -109,7 +100,7 @@ function encode(el: El, enc: Encoding): Uint8Array {
     if (long) dv.setUint32(8, length, le);
     else dv.setUint16(6, length, le);
   }
-  return concat([head, value]);
+  return concatBytes([head, value]);
 }
 
 /** An item or delimiter tag (FFFE,xxxx) with a 32-bit length, as in every encoding. */
@@ -152,8 +143,8 @@ export function writeCtSlice(s: CtSliceSpec): Uint8Array {
         // PS3.5 A.4: an empty Basic Offset Table item, one fragment per frame, a sequence delimiter.
         group: 0x7fe0, element: 0x0010, vr: 'OB', keyword: 'PixelData', undefinedLength: true,
         value: (le) => {
-          const frame = padded(concat([Uint8Array.of(0xff, 0xd8), pixelWords(true), Uint8Array.of(0xff, 0xd9)]), 0);
-          return concat([itemTag(0xe000, 0, le), itemTag(0xe000, frame.length, le), frame, itemTag(0xe0dd, 0, le)]);
+          const frame = padded(concatBytes([Uint8Array.of(0xff, 0xd8), pixelWords(true), Uint8Array.of(0xff, 0xd9)]), 0);
+          return concatBytes([itemTag(0xe000, 0, le), itemTag(0xe000, frame.length, le), frame, itemTag(0xe0dd, 0, le)]);
         },
       };
 
@@ -180,7 +171,7 @@ export function writeCtSlice(s: CtSliceSpec): Uint8Array {
     { group: 0x0028, element: 0x1053, vr: 'DS', keyword: 'RescaleSlope', value: ds(s.slope ?? 1) },
     pixelData,
   ].filter((e) => !s.omit?.includes(e.keyword));
-  let dataSet = concat(elements.map((e) => encode(e, enc)));
+  let dataSet = concatBytes(elements.map((e) => encode(e, enc)));
   if (ts === TS.deflatedLE) dataSet = new Uint8Array(deflateRawSync(dataSet));
 
   const metaElements: El[] = [
@@ -190,7 +181,7 @@ export function writeCtSlice(s: CtSliceSpec): Uint8Array {
     { group: 0x0002, element: 0x0010, vr: 'UI', keyword: 'TransferSyntaxUID', value: uid(ts) },
     { group: 0x0002, element: 0x0012, vr: 'UI', keyword: 'ImplementationClassUID', value: uid('2.25.3000') },
   ];
-  const meta = concat(metaElements.map((e) => encode(e, 'explicitLE')));
+  const meta = concatBytes(metaElements.map((e) => encode(e, 'explicitLE')));
   const groupLength = encode({ group: 0x0002, element: 0x0000, vr: 'UL', keyword: 'FileMetaInformationGroupLength', value: ul(meta.length) }, 'explicitLE');
-  return concat([new Uint8Array(128), ascii('DICM'), groupLength, meta, dataSet]);
+  return concatBytes([new Uint8Array(128), ascii('DICM'), groupLength, meta, dataSet]);
 }

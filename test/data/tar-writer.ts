@@ -46,13 +46,7 @@ export function writeTar(files: TarFile[]): Uint8Array {
     add(f.gnuLongName ? f.name.slice(0, 99) : f.name, data, f.type ?? '0');
   }
   parts.push(new Uint8Array(1024));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let p = 0;
-  for (const part of parts) {
-    out.set(part, p);
-    p += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 export function writeAr(members: { name: string; data: Uint8Array }[]): Uint8Array {
@@ -63,11 +57,16 @@ export function writeAr(members: { name: string; data: Uint8Array }[]): Uint8Arr
     parts.push(enc.encode(hdr), m.data);
     if (m.data.length % 2) parts.push(enc.encode('\n'));
   }
+  return concatBytes(parts);
+}
+
+/** The parts end to end in one array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let p = 0;
+  let at = 0;
   for (const part of parts) {
-    out.set(part, p);
-    p += part.length;
+    out.set(part, at);
+    at += part.length;
   }
   return out;
 }
