@@ -1,9 +1,20 @@
 /**
  * Pretraining recipes: the CoralBay encoder preset plus every DINO/iBOT/KoLeo value, each one a
  * `reef pretrain` flag. CoralBay's own values are not public; where the spec says NOT FOUND these
- * are DINO/DINOv2's defaults. `tiny` is the demo: fs 12, 32³ globals, 16³ locals, a 256-wide head
- * with 4096 prototypes, a peak lr of 2e-3 at batch 2 (base 0.256 per 256 images) and 1-epoch
- * warm-ups over 50-step epochs. Not yet tuned to learn on the sample CT (its teacher drifts to uniform).
+ * are DINO/DINOv2's.
+ *
+ * `tiny` is the demo: fs 12, 32³ globals, 16³ locals, a 256-wide head with 4096 prototypes, 50-step
+ * epochs. Its other values come from runs on the one sample head CT (kernels-bench/RESULTS.md):
+ *  - each sample's crops come from one region of the body (5–15 % of it) with one HU window: with
+ *    crops of the whole scan and a window per crop, two views of a sample share no more than two
+ *    samples do, and the teacher only drifted to uniform;
+ *  - teacher temperature 0.02 throughout (0.03 and 0.04 drifted to uniform within 30 steps), the
+ *    centres started at the first batch's teacher mean (from 0 the first steps sharpen the part of
+ *    the logits all crops share, and a fast run fell into one prototype within ten steps), teacher
+ *    momentum 0.99 → 1 (0.996 barely moves the teacher in a few hundred steps);
+ *  - a peak lr of 7.8e-4 at batch 2 (base 0.1 per 256 images; 2e-3 collapsed into one prototype).
+ * With these the DINO loss and the teacher's entropy fall for about 60 steps (entropy to ~0.66 ln K)
+ * and then drift back towards uniform: the recipe does not yet learn in 300 steps.
  */
 import { ReefError } from '../gpu/errors.js';
 import { preset, type ModelConfig } from '../models/swin3d/config.js';
@@ -102,9 +113,15 @@ export const RECIPES: Record<string, PretrainRecipe> = {
     localSide: 16,
     prototypes: 4096,
     headHidden: 256,
-    baseLr: 0.256,
+    baseLr: 0.1,
     warmupEpochs: 1,
+    teacherTemp: 0.02,
+    warmupTeacherTemp: 0.02,
     warmupTeacherTempEpochs: 1,
+    centerInit: 'batch',
+    momentumTeacher: 0.99,
+    regionScale: [0.05, 0.15],
+    windows: 'per-sample',
     epochSteps: 50,
   },
   'coralbay-b': { ...DINO, model: 'coralbay-b', batch: 2, globalSide: 96, localSide: 48, prototypes: 65536, headHidden: 2048 },

@@ -16,7 +16,13 @@ import { arr, makeRng } from '../ref/array';
 import { conv3d as refConv3d, conv3dBackward } from '../ref/conv3d';
 import { addBackward, geluBackward, layerNormBackward, matmulBackward, meanBackward, permuteBackward, sliceBackward, sumBackward } from '../ref/grads';
 import { add as refAdd, gelu as refGelu, layerNorm as refLayerNorm, matmul as refMatmul, mean as refMean, permute as refPermute, slice as refSlice, sum as refSum } from '../ref/ops';
-import { checkOp, expectNoLeak, printErrorTable, randnT, upload } from '../support/compare';
+import { checkOp, expectNoLeak, expectRel, printErrorTable, randnT, upload } from '../support/compare';
+import { swinViTConfig, swinViTParamShapes } from '../../src/models/swin3d/config';
+import { swinBlock } from '../../src/models/swin3d/swin-vit';
+import { swinBlock as refSwinBlock } from '../ref/swin';
+import { disposeAll, hostWeights, lookup, uploadWeights } from '../support/model-weights';
+
+const SWIN_SHAPES = swinViTParamShapes(swinViTConfig({ featureSize: 12 }));
 
 const LIMIT = 16 * 1024;
 let rt: Runtime;
@@ -247,6 +253,27 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
       expect(Buffer.from(runs[0]!.buffer).equals(Buffer.from(runs[1]!.buffer))).toBe(true);
     } finally {
       for (const t of [x, w, g]) t.dispose();
+    }
+  });
+
+  it('a Swin block whose q/k/v projection is over the limit runs its window attention by groups of samples (forward vs float64)', async () => {
+    // A 32 KiB limit (the stage-1 bias table, 13³ × 3 heads, takes 26 KiB): q/k/v of [3, 5, 5, 5, 12]
+    // is 3 × 18000 bytes, one sample's fits.
+    const small = await Runtime.create({ maxStorageBufferBindingSize: 32 * 1024, maxBatch: 64 });
+    const rng = makeRng(310);
+    const host = hostWeights(SWIN_SHAPES, 11);
+    const weights = uploadWeights(small, host);
+    const xHost = randnT([3, 5, 5, 5, 12], rng);
+    const x = upload(small, xHost);
+    const big = upload(small, randnT([1, 8, 8, 8, 12], rng));
+    try {
+      const got = await swinBlock(x, lookup(weights), 'swinViT.layers1.0.blocks.1', 3, [5, 5, 5], [0, 0, 0], [7, 7, 7]).read();
+      const want = refSwinBlock(xHost, lookup(host), 'swinViT.layers1.0.blocks.1', 3, [5, 5, 5], [0, 0, 0]);
+      expectRel('swinBlock, attention by sample', 'out', got, want, 2e-5);
+      expect(() => swinBlock(big, lookup(weights), 'swinViT.layers1.0.blocks.1', 3, [7, 7, 7], [0, 0, 0], [7, 7, 7])).toThrow(/one sample's q\/k\/v .* over the adapter's maxStorageBufferBindingSize/);
+    } finally {
+      disposeAll([x, big, ...weights.values()]);
+      small.dispose();
     }
   });
 });

@@ -11,7 +11,7 @@ import { layerNorm } from '../../ops/layernorm.js';
 import { matmul } from '../../ops/matmul.js';
 import { mergeGather3d, type MergeOrder } from '../../ops/patch-merge.js';
 import { gelu, scale } from '../../ops/pointwise.js';
-import { permute, reshape } from '../../ops/shape.js';
+import { concat, permute, reshape, slice } from '../../ops/shape.js';
 import { windowAttention3d } from '../../ops/window-attention3d.js';
 import { patchEmbed3d } from '../../nn/patch-embed3d.js';
 import { unetResBlock } from '../../nn/unet-res-block.js';
@@ -79,6 +79,31 @@ function linear(x: Tensor, W: WeightLookup, name: string, bias = true): Tensor {
   return matmul(x, W(`${name}.weight`), { transB: true, bias: bias ? W(`${name}.bias`) : null });
 }
 
+/**
+ * Window attention never mixes samples, so a q/k/v projection larger than one storage binding
+ * (4 global crops of 96³ at fs 48: 256 MiB) runs as consecutive groups of whole samples.
+ */
+function attentionByBatch(qkv: Tensor, attend: (part: Tensor) => Tensor): Tensor {
+  const B = qkv.shape[0]!;
+  const perSample = qkv.byteSize / B;
+  const limit = qkv.rt.caps.maxStorageBufferBindingSize;
+  const group = Math.floor(limit / perSample);
+  if (group >= B) return attend(qkv);
+  if (group === 0) throw new ReefError(`window attention: one sample's q/k/v ${qkv.describe()} takes ${perSample} bytes, over the adapter's maxStorageBufferBindingSize ${limit}; use smaller crops`);
+  const parts: Tensor[] = [];
+  try {
+    for (let b = 0; b < B; b += group) {
+      const end = Math.min(B, b + group);
+      const piece = slice(qkv, [b, 0, 0, 0, 0], [end, ...qkv.shape.slice(1)]);
+      parts.push(attend(piece));
+      piece.dispose();
+    }
+    return concat(parts, 0);
+  } finally {
+    for (const t of parts) t.dispose();
+  }
+}
+
 /** One pre-norm Swin block (MONAI SwinTransformerBlock), x: [B, D, H, W, C]; `drop`: its drop-path rate. */
 export function swinBlock(x: Tensor, W: WeightLookup, p: string, heads: number, window: Vec3, shift: Vec3, configured: Vec3, drop?: { p: number; uniform: () => number }): Tensor {
   return tidy(() => {
@@ -91,7 +116,7 @@ export function swinBlock(x: Tensor, W: WeightLookup, p: string, heads: number, 
     const h = reshape(layerNorm(x, W(`${p}.norm1.weight`), W(`${p}.norm1.bias`)), [N, C]);
     // The attention reads q, k and v straight from the projection's [N, 3C] rows.
     const qkv = reshape(linear(h, W, `${p}.attn.qkv`), [...x.shape.slice(0, 4), 3 * C]);
-    const attn = windowAttention3d({ qkv, qkvBias: W(`${p}.attn.qkv.bias`), table: W(`${p}.attn.relative_position_bias_table`), heads, window, shift, configuredWindow: configured });
+    const attn = attentionByBatch(qkv, (part) => windowAttention3d({ qkv: part, qkvBias: W(`${p}.attn.qkv.bias`), table: W(`${p}.attn.relative_position_bias_table`), heads, window, shift, configuredWindow: configured }));
     const x1 = add(x, branch(reshape(linear(reshape(attn, [N, C]), W, `${p}.attn.proj`), x.shape)));
     const h2 = reshape(layerNorm(x1, W(`${p}.norm2.weight`), W(`${p}.norm2.bias`)), [N, C]);
     const mlp = linear(gelu(linear(h2, W, `${p}.mlp.linear1`)), W, `${p}.mlp.linear2`);
