@@ -131,8 +131,8 @@ export function swinStage(x: Tensor, W: WeightLookup, p: string, depth: number, 
   const half: Vec3 = [Math.floor(configured[0] / 2), Math.floor(configured[1] / 2), Math.floor(configured[2] / 2)];
   const { window, shift } = windowAndShift([D, H, Wd], configured, half);
   let h = x;
+  const total = cfg.depths.reduce((a, b) => a + b, 0);
   for (let i = 0; i < depth; i++) {
-    const total = cfg.depths.reduce((a, b) => a + b, 0);
     const drop = cfg.dropPath && cfg.dropPath.rate > 0 ? { p: (cfg.dropPath.rate * (firstBlock + i)) / Math.max(total - 1, 1), uniform: cfg.dropPath.uniform } : undefined;
     const next = swinBlock(h, W, `${p}.blocks.${i}`, heads, window, i % 2 ? shift : [0, 0, 0], configured, drop);
     if (h !== x) h.dispose();
