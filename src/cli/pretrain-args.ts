@@ -3,6 +3,7 @@
  * globalScale → --global-scale lo,hi), so nothing in a recipe is out of reach from the command line.
  */
 import { parseArgs } from 'node:util';
+import { parseEmbeddingMaps } from '../models/swin3d/coralbay-encoder.js';
 import { ReefError } from '../gpu/errors.js';
 import { RECIPES, type PretrainRecipe } from '../train/pretrain-recipe.js';
 import type { PretrainOptions } from './pretrain.js';
@@ -57,7 +58,7 @@ export function parsePretrainArgs(args: string[]): PretrainOptions {
     } else {
       const allowed = key === 'centering' ? ['centre', 'sinkhorn'] : key === 'clipMode' ? ['global', 'per-tensor'] : key === 'windows' ? ['per-view', 'per-sample'] : key === 'centerInit' ? ['zero', 'batch'] : key === 'recompute' ? ['none', 'stages'] : null;
       if (allowed && !allowed.includes(text)) throw new ReefError(`${flag} ${text}: expected ${allowed.join(' or ')}`);
-      value = text;
+      value = key === 'embeddingMaps' ? parseEmbeddingMaps(text, flag).join(',') : text;
     }
     (overrides as Record<string, unknown>)[key] = value;
   }

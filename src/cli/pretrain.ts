@@ -27,6 +27,7 @@ import { describeConfig } from '../models/swin3d/config.js';
 import { DinoTrainer, type DinoStepResult, type DinoTrainerOptions } from '../train/dino-trainer.js';
 import { lossPlotSvg, seriesFromMetrics } from '../train/loss-plot.js';
 import { makeBatches, type BatchSpec } from '../train/pretrain-batch.js';
+import { MULTISCALE_MAPS, parseEmbeddingMaps } from '../models/swin3d/coralbay-encoder.js';
 import { recipe, recipeModel, type PretrainRecipe } from '../train/pretrain-recipe.js';
 
 export interface PretrainOptions {
@@ -139,6 +140,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     centerInit: r.centerInit ?? 'zero',
     ibotWeight: r.ibotWeight,
     koleoWeight: r.koleoWeight,
+    embeddingMaps: parseEmbeddingMaps(r.embeddingMaps ?? MULTISCALE_MAPS.join(','), 'embeddingMaps'),
     clip: r.clip,
     clipMode: r.clipMode,
     seed: config.seed,

@@ -16,7 +16,7 @@ import { IbotPatchLoss, maskedTokens } from '../losses/ibot.js';
 import { koleoLoss } from '../losses/koleo.js';
 import { sigregLoss, sigregSlices } from '../losses/sigreg.js';
 import { Rng } from '../data/rng.js';
-import { coralBayEncoderForward } from '../models/swin3d/coralbay-encoder.js';
+import { coralBayEncoderForward, embeddingWidth, type EmbeddingMap } from '../models/swin3d/coralbay-encoder.js';
 import { paramShapes, stageWidth, type ModelConfig } from '../models/swin3d/config.js';
 import { initWeights } from '../models/swin3d/init.js';
 import { weightLookup } from '../models/swin3d/state-dict.js';
@@ -72,6 +72,8 @@ export interface DinoTrainerOptions {
    */
   sigregWeight?: number;
   sigregSlices?: number;
+  /** The maps whose means make the embedding (default the multiscale set enc0, enc1, enc2, enc3, dec4). */
+  embeddingMaps?: readonly EmbeddingMap[];
   /** Stochastic depth of the student's Swin blocks (MONAI's ramp to this rate; default 0). */
   dropPath?: number;
   /** Recompute the student's stages and UNETR blocks in backward instead of keeping their activations. */
@@ -155,7 +157,7 @@ export class DinoTrainer {
       const head = (inDim: number, seed: number) => new DinoHead(rt, { inDim, outDim: o.prototypes, hiddenDim: o.headHidden, bottleneckDim: o.bottleneck, seed });
       const net: Net = {
         encoder: initWeights(rt, paramShapes(o.model), o.seed, requiresGrad),
-        dinoHead: head(24 * fs, o.seed + 101),
+        dinoHead: head(embeddingWidth(fs, o.embeddingMaps), o.seed + 101),
         ibotHead: head(stageWidth(o.model, 3), o.seed + 202),
       };
       if (!requiresGrad) for (const [, t] of headParams(net)) t.requiresGrad = false;
@@ -296,11 +298,11 @@ export class DinoTrainer {
     const weights = this.ibotLoss.weightsTensor(tokens);
     const sigregWeight = o.sigregWeight ?? 0;
     const sliceRng = Rng.fromKeys(o.seed, ...keys);
-    const slices = sigregWeight > 0 ? sigregSlices(rt, 24 * o.model.featureSize, o.sigregSlices ?? 256, () => sliceRng.float()) : null;
+    const slices = sigregWeight > 0 ? sigregSlices(rt, embeddingWidth(o.model.featureSize, o.embeddingMaps), o.sigregSlices ?? 256, () => sliceRng.float()) : null;
     const dropRng = Rng.fromKeys(o.seed, ...keys, 1);
     const dropPath = (o.dropPath ?? 0) > 0 ? { rate: o.dropPath!, uniform: () => dropRng.float() } : undefined;
     const owned: Tensor[] = [globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(slices ? [slices] : [])];
-    const cfg = { ...o.model };
+    const cfg = { ...o.model, ...(o.embeddingMaps ? { embeddingMaps: o.embeddingMaps } : {}) };
     try {
       // Teacher: globals only, no graph.
       const teacherOut = noGrad(() =>

@@ -19,6 +19,7 @@
 import { ReefError } from '../gpu/errors.js';
 import { preset, type ModelConfig } from '../models/swin3d/config.js';
 import type { ClipMode } from './grad-clip.js';
+import { MULTISCALE_MAPS } from '../models/swin3d/coralbay-encoder.js';
 
 export interface PretrainRecipe {
   model: string;
@@ -49,6 +50,8 @@ export interface PretrainRecipe {
   epochSteps: number;
   ibotWeight: number;
   koleoWeight: number;
+  /** The encoder maps whose means make the embedding the DINO head, KoLeo and SIGReg see (comma list). */
+  embeddingMaps: string;
   /** SIGReg on the student's global embeddings (0: off) and its number of random slices. */
   sigregWeight: number;
   sigregSlices: number;
@@ -90,6 +93,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   epochSteps: 1250,
   ibotWeight: 1,
   koleoWeight: 0.1,
+  embeddingMaps: MULTISCALE_MAPS.join(','),
   sigregWeight: 0,
   sigregSlices: 256,
   dropPath: 0,

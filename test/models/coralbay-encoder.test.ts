@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime';
 import { add, backward, mul, noGrad, sum, tensor, tidy } from '../../src/index';
 import { paramShapes, PRESETS } from '../../src/models/swin3d/config';
-import { CORALBAY_MAP_NAMES, coralBayEncoderForward } from '../../src/models/swin3d/coralbay-encoder';
+import { CORALBAY_MAP_NAMES, coralBayEncoderForward, embeddingWidth, parseEmbeddingMaps } from '../../src/models/swin3d/coralbay-encoder';
 import { arr, makeRng, type Arr } from '../ref/array';
 import { conv3d as plainConv3d } from '../ref/conv3d';
 import { coralBayEncoder, ENCODER_INPUTS, ENCODER_PREFIXES, spatialMean } from '../ref/coralbay';
@@ -124,6 +124,29 @@ describe('CoralBay encoder on the GPU vs the float64 reference', () => {
     // dec4 here comes from an hs4 of 1×1×1 voxels, whose InstanceNorms normalise single values
     // (rounding amplified, as at test size above): its own bound.
     expect(relStats(emb, ref.embedding.data).err).toBeLessThan(DEC4_BOUND);
+    disposeAll([xt, out.embedding, ...out.hidden, ...out.maps.filter((_, i) => i !== 4), ...W.values()]);
+  });
+
+  it('another set of embedding maps: the means of just those maps, in the order given', async () => {
+    const weights = hostWeights(SHAPES, 33);
+    const x = randnT([2, 1, 16, 16, 16], makeRng(10));
+    const W = uploadWeights(rt, weights);
+    const xt = tensor(rt, x.data, x.shape);
+    const maps = parseEmbeddingMaps('enc3,enc0, enc2');
+    expect(maps).toEqual(['enc3', 'enc0', 'enc2']);
+    expect(embeddingWidth(FS, maps)).toBe(7 * FS);
+    expect(embeddingWidth(FS)).toBe(24 * FS);
+    const out = noGrad(() => coralBayEncoderForward(xt, lookup(W), { ...GPU_OPTS, anySide: true, embeddingMaps: maps }));
+    const ref = coralBayEncoder(x, lookup(weights), { depths: DEPTHS, heads: HEADS, merge: CFG.merge, anySide: true });
+    expect([...out.embedding.shape]).toEqual([2, 7 * FS]);
+    // Columns of the reference multiscale embedding: enc0 [0, fs), enc2 [2fs, 4fs), enc3 [4fs, 8fs).
+    const cols = (lo: number, hi: number) => Array.from({ length: hi - lo }, (_, i) => lo + i);
+    const order = [...cols(4 * FS, 8 * FS), ...cols(0, FS), ...cols(2 * FS, 4 * FS)];
+    const want = new Float64Array(2 * 7 * FS);
+    for (let b = 0; b < 2; b++) order.forEach((c, j) => (want[b * 7 * FS + j] = ref.embedding.data[b * 24 * FS + c]!));
+    const err = relStats(await out.embedding.read(), want).err;
+    expect(err).toBeLessThan(FORWARD_BOUND);
+    for (const bad of ['enc0,enc0', '', 'enc1,hs3']) expect(() => parseEmbeddingMaps(bad)).toThrow(/embedding maps/);
     disposeAll([xt, out.embedding, ...out.hidden, ...out.maps.filter((_, i) => i !== 4), ...W.values()]);
   });
 

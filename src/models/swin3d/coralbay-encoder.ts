@@ -1,7 +1,8 @@
 /**
  * The CoralBay encoder (eva's SwinUNETREncoder): MONAI's SwinViT (use_v2) plus the UNETR encoder
  * blocks, returning the channels-first maps [enc0, enc1, enc2, enc3, hs3, dec4] and the multiscale
- * embedding (spatial means of enc0, enc1, enc2, enc3 and dec4 — hs3 skipped — concatenated: 24·fs).
+ * embedding (spatial means of enc0, enc1, enc2, enc3 and dec4 — hs3 skipped — concatenated: 24·fs;
+ * another set of maps as an option).
  *
  *   enc0 = encoder1(x)       enc1 = encoder2(hs0)   enc2 = encoder3(hs1)
  *   enc3 = encoder4(hs2)     dec4 = encoder10(hs4)
@@ -39,6 +40,32 @@ export interface CoralBayOptions extends SwinViTOptions {
    * its local crops (48³, 16³) through the encoder as they are; the SwinViT pads odd sizes.
    */
   anySide?: boolean;
+  /**
+   * The maps whose spatial means make the embedding, in this order (default eva's multiscale set:
+   * enc0, enc1, enc2, enc3, dec4). Small crops may leave dec4 out: at 32³ it is one voxel, where
+   * encoder10's instance norms output 0, so dec4 is leakyRelu(hs4), a token that mixes every patch
+   * with position-specific weights and that two views of one region do not share at initialisation.
+   */
+  embeddingMaps?: readonly EmbeddingMap[];
+}
+
+export type EmbeddingMap = 'enc0' | 'enc1' | 'enc2' | 'enc3' | 'dec4';
+export const MULTISCALE_MAPS: readonly EmbeddingMap[] = ['enc0', 'enc1', 'enc2', 'enc3', 'dec4'];
+const MAP_INDEX: Record<EmbeddingMap, number> = { enc0: 0, enc1: 1, enc2: 2, enc3: 3, dec4: 5 };
+/** Channels of each map, in units of the feature size. */
+const MAP_WIDTH: Record<EmbeddingMap, number> = { enc0: 1, enc1: 1, enc2: 2, enc3: 4, dec4: 16 };
+
+/** Width of the embedding made of these maps' means (24·fs for the multiscale set). */
+export function embeddingWidth(featureSize: number, maps: readonly EmbeddingMap[] = MULTISCALE_MAPS): number {
+  return maps.reduce((n, m) => n + MAP_WIDTH[m] * featureSize, 0);
+}
+
+/** Parses a list such as 'enc0,enc1,enc2,enc3' (no repeats, at least one). */
+export function parseEmbeddingMaps(text: string, what = 'embedding maps'): EmbeddingMap[] {
+  const names = text.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
+  for (const n of names) if (!(n in MAP_INDEX)) throw new ReefError(`${what} '${text}': '${n}' is not one of ${MULTISCALE_MAPS.join(', ')}`);
+  if (names.length === 0 || new Set(names).size !== names.length) throw new ReefError(`${what} '${text}': expected distinct names from ${MULTISCALE_MAPS.join(', ')}`);
+  return names as EmbeddingMap[];
 }
 
 export function coralBayEncoderForward(x: Tensor, W: WeightLookup, cfg: CoralBayOptions): CoralBayOutputs {
@@ -59,7 +86,7 @@ export function coralBayEncoderForward(x: Tensor, W: WeightLookup, cfg: CoralBay
     maps.push(block(hidden[2]!, 'encoder4.layer.'));
     maps.push(hidden[3]!);
     maps.push(block(hidden[4]!, 'encoder10.layer.'));
-    const pooled = [0, 1, 2, 3, 5].map((i) => mean(maps[i]!, [2, 3, 4]));
+    const pooled = (cfg.embeddingMaps ?? MULTISCALE_MAPS).map((m) => mean(maps[MAP_INDEX[m]]!, [2, 3, 4]));
     const embedding = concat(pooled, 1);
     for (const p of pooled) p.dispose();
     return { hidden, maps, embedding };
