@@ -13,7 +13,7 @@ import { checkVjp } from '../ref/finite-diff';
 import { backward, type Runtime, type Tensor } from '../../src/index';
 import { windowAttention3d, WINDOW_ATTENTION_VARIANTS, type WindowAttentionVariant } from '../../src/ops/window-attention3d';
 import { stageRelativeIndex, windowAndShift, type Vec3 } from '../../src/models/swin3d/window-geometry';
-import { forEachWindow } from '../ref/windows';
+import { refWindowAttention, type AttentionGeometry } from '../ref/window-attention';
 
 const rt: Runtime = await testRuntime();
 afterAll(() => printErrorTable('window attention 3d'));
@@ -21,77 +21,8 @@ afterAll(() => printErrorTable('window attention 3d'));
 const FWD = 1e-5;
 const GRAD = 1e-5;
 
-interface Geo {
-  heads: number;
-  win: Vec3;
-  shift: Vec3;
-  cfg: Vec3;
-}
-
-/** Forward and (with g) the VJP in float64. Inputs: q, k, v [B,D,H,W,C], bias [3C], table [T, heads]. */
-function refAttention(xs: Arr[], geo: Geo, g?: Arr): { out: Arr; grads: Arr[] } {
-  const [q, k, v, bias, table] = xs as [Arr, Arr, Arr, Arr, Arr];
-  const { heads, win, shift, cfg } = geo;
-  const C = q.shape[4]!;
-  const n = win[0] * win[1] * win[2];
-  const hd = C / heads;
-  const scale = hd ** -0.5;
-  const index = stageRelativeIndex(cfg, win);
-  const out = arr(q.shape);
-  const grads = [arr(q.shape), arr(k.shape), arr(v.shape), arr(bias.shape), arr(table.shape)];
-  const [dq, dk, dv, db, dt] = grads as [Arr, Arr, Arr, Arr, Arr];
-  forEachWindow(q.shape, win, shift, ({ at, label: lab }) => {
-    for (let h = 0; h < heads; h++) {
-      const rd = (x: Arr, part: number, t: number, e: number) => (at[t]! >= 0 ? x.data[at[t]! + h * hd + e]! : bias.data[part * C + h * hd + e]!);
-      const P = arr([n, n]);
-      for (let i = 0; i < n; i++) {
-        const row = new Float64Array(n);
-        let m = -Infinity;
-        for (let j = 0; j < n; j++) {
-          let s = table.data[index[i * n + j]! * heads + h]!;
-          for (let e = 0; e < hd; e++) s += rd(q, 0, i, e) * scale * rd(k, 1, j, e);
-          if (lab[i] !== lab[j]) s += -100;
-          row[j] = s;
-          m = Math.max(m, s);
-        }
-        let sum = 0;
-        for (let j = 0; j < n; j++) sum += (row[j] = Math.exp(row[j]! - m));
-        for (let j = 0; j < n; j++) P.data[i * n + j] = row[j]! / sum;
-        if (at[i]! < 0) continue;
-        for (let e = 0; e < hd; e++) {
-          let acc = 0;
-          for (let j = 0; j < n; j++) acc += P.data[i * n + j]! * rd(v, 2, j, e);
-          out.data[at[i]! + h * hd + e] = acc;
-        }
-      }
-      if (!g) continue;
-      // VJP: the rows of padded queries are dropped, so their dOut is zero.
-      const gi = (i: number, e: number) => (at[i]! >= 0 ? g.data[at[i]! + h * hd + e]! : 0);
-      const addTo = (x: Arr, part: number, t: number, e: number, val: number) => {
-        const [a, o] = at[t]! >= 0 ? [x, at[t]! + h * hd + e] : [db, part * C + h * hd + e];
-        a.data[o] = a.data[o]! + val;
-      };
-      for (let i = 0; i < n; i++) {
-        let delta = 0;
-        if (at[i]! >= 0) for (let e = 0; e < hd; e++) delta += gi(i, e) * out.data[at[i]! + h * hd + e]!;
-        for (let j = 0; j < n; j++) {
-          const p = P.data[i * n + j]!;
-          let dp = 0;
-          for (let e = 0; e < hd; e++) dp += gi(i, e) * rd(v, 2, j, e);
-          const ds = p * (dp - delta);
-          for (let e = 0; e < hd; e++) {
-            addTo(dv, 2, j, e, p * gi(i, e));
-            addTo(dq, 0, i, e, ds * rd(k, 1, j, e) * scale);
-            addTo(dk, 1, j, e, ds * rd(q, 0, i, e) * scale);
-          }
-          const r = index[i * n + j]! * heads + h;
-          dt.data[r] = dt.data[r]! + ds;
-        }
-      }
-    }
-  });
-  return { out, grads };
-}
+type Geo = AttentionGeometry;
+const refAttention = refWindowAttention;
 
 function inputs(shape: number[], heads: number, seed: number, tableRows = 2197): Arr[] {
   const rng = makeRng(seed);
