@@ -9,6 +9,8 @@ export interface Caps {
   architecture: string;
   device: string;
   description: string;
+  /** The native API under WebGPU, as the host tells it (see Host.backend). */
+  backend: string;
   /** A software/CPU adapter (lavapipe, SwiftShader, or a fallback adapter). */
   isCpu: boolean;
   f16: boolean;
@@ -35,7 +37,7 @@ interface InfoLike {
   isFallbackAdapter?: boolean;
 }
 
-export function readCaps(info: InfoLike, features: ReadonlySet<string>, limits: GPUSupportedLimits, isFallback = false): Caps {
+export function readCaps(info: InfoLike, features: ReadonlySet<string>, limits: GPUSupportedLimits, isFallback = false, backend = 'unknown'): Caps {
   const text = `${info.vendor ?? ''} ${info.architecture ?? ''} ${info.device ?? ''} ${info.description ?? ''}`;
   const isCpu = isFallback || info.isFallbackAdapter === true || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(text);
   return {
@@ -43,6 +45,7 @@ export function readCaps(info: InfoLike, features: ReadonlySet<string>, limits: 
     architecture: info.architecture ?? '',
     device: info.device ?? '',
     description: info.description ?? '',
+    backend,
     isCpu,
     f16: features.has('shader-f16'),
     subgroups: features.has('subgroups'),

@@ -114,7 +114,7 @@ export class Runtime {
     });
     if (options.device) {
       const d = options.device;
-      const caps = readCaps(d.adapterInfo ?? {}, d.features as ReadonlySet<string>, d.limits);
+      const caps = readCaps(d.adapterInfo ?? {}, d.features as ReadonlySet<string>, d.limits, false, host.backend(d.features as ReadonlySet<string>));
       return new Runtime(host, d, limitCaps(caps), false, profile, maxBatch);
     }
     let adapter = options.adapter ?? null;
@@ -140,7 +140,7 @@ export class Runtime {
       device = await adapter.requestDevice({ requiredFeatures, label: 'reef' });
     }
     const info = adapter.info ?? {};
-    const caps = readCaps(info, adapterFeatures, device.limits, (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true);
+    const caps = readCaps(info, adapterFeatures, device.limits, (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true, host.backend(adapterFeatures));
     return new Runtime(host, device, limitCaps(caps), true, profile, maxBatch);
   }
 
@@ -324,7 +324,7 @@ export class Runtime {
   describe(): string {
     const c = this.caps;
     const feats = [c.f16 && 'shader-f16', c.subgroups && 'subgroups', c.timestamps && 'timestamp-query'].filter(Boolean).join(', ');
-    return `${c.description || c.device || c.vendor} [${c.isCpu ? 'CPU adapter' : 'GPU'}; host ${this.host.name}; ${feats || 'no optional features'}]`;
+    return `${c.description || c.device || c.vendor} [${c.isCpu ? 'CPU adapter' : 'GPU'}; host ${this.host.name}, ${c.backend}; ${feats || 'no optional features'}]`;
   }
 
   private checkUsable(): void {

@@ -71,5 +71,10 @@ export function nodeHost(): Host {
     gpu: () => dawnGpu(extra),
     waitForGpu: backoff ? waitWithBackoff : (p) => p,
     env,
+    // Dawn picks the platform's native API unless REEF_DAWN_FLAGS asks for another.
+    backend: () => {
+      const asked = /backend=(\w+)/.exec(extra.join(' '))?.[1];
+      return asked ?? ({ darwin: 'metal', win32: 'd3d12' } as Record<string, string>)[process.platform] ?? 'vulkan';
+    },
   };
 }

@@ -7,4 +7,9 @@ export interface Host {
   waitForGpu<T>(work: Promise<T>): Promise<T>;
   /** An environment variable, where the host has them. */
   env(name: string): string | undefined;
+  /**
+   * The native API under WebGPU, as far as this host can tell (WebGPU does not report it):
+   * e.g. 'vulkan', or 'gl (fallback…)' when Deno's wgpu found no Vulkan driver.
+   */
+  backend(features: ReadonlySet<string>): string;
 }

@@ -45,7 +45,7 @@ Deno.test({
       // texture formats and no shader-f16, which is the only hint the adapter gives.
       glHint: features.includes('texture-compression-etc2') && !features.includes('shader-f16'),
       reef: rt.describe(),
-      caps: { f16: rt.caps.f16, subgroups: rt.caps.subgroups, timestamps: rt.caps.timestamps, isCpu: rt.caps.isCpu },
+      caps: { backend: rt.caps.backend, f16: rt.caps.f16, subgroups: rt.caps.subgroups, timestamps: rt.caps.timestamps, isCpu: rt.caps.isCpu },
     };
     console.log(`adapter: ${JSON.stringify(adapter)}`);
     if (rt.host.name !== 'deno') throw new Error(`host is ${rt.host.name}, expected deno`);
@@ -53,6 +53,7 @@ Deno.test({
     if (rt.caps.subgroups !== a.features.has('subgroups')) throw new Error('caps.subgroups differs from adapter.features');
     if (rt.caps.f16 !== a.features.has('shader-f16')) throw new Error('caps.f16 differs from adapter.features');
     if (requested === 'vulkan' && adapter.glHint) throw new Error('DENO_WEBGPU_BACKEND=vulkan, yet the adapter looks like GL');
+    if (requested === 'vulkan' && rt.caps.backend !== 'vulkan') throw new Error(`caps.backend is '${rt.caps.backend}', expected vulkan`);
   },
 });
 

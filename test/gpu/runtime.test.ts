@@ -9,6 +9,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DeviceLostError, GpuValidationError, ReefError } from '../../src/gpu/errors';
 import type { ShaderFile } from '../../src/gpu/kernel';
 import { Runtime } from '../../src/gpu/runtime';
+import { webHost } from '../../src/host/web';
 import { empty, tensor } from '../../src/tensor/create';
 import { full } from '../../src/tensor/fill';
 import { add } from '../../src/ops/binary';
@@ -324,8 +325,28 @@ describe('batching and readback', () => {
     b.dispose();
   });
 
-  it('describe() names the adapter and the host', () => {
-    expect(rt.describe()).toMatch(/host node/);
+  it('describe() names the adapter, the host and the native API under it', () => {
+    expect(rt.describe()).toMatch(/host node, /);
+    if (process.platform === 'linux' && !process.env.REEF_DAWN_FLAGS) expect(rt.caps.backend).toBe('vulkan');
+    expect(rt.describe()).toContain(rt.caps.backend);
+  });
+
+  it("Deno's backend: the one DENO_WEBGPU_BACKEND names, else GL is told by its features", () => {
+    const g = globalThis as { Deno?: unknown };
+    const had = 'Deno' in g;
+    let value: string | undefined;
+    g.Deno = { env: { get: (n: string) => (n === 'DENO_WEBGPU_BACKEND' ? value : undefined) } };
+    try {
+      const host = webHost();
+      expect(host.name).toBe('deno');
+      value = 'vulkan';
+      expect(host.backend(new Set(['shader-f16']))).toBe('vulkan');
+      value = undefined;
+      expect(host.backend(new Set(['shader-f16', 'timestamp-query']))).toBe('vulkan (inferred)');
+      expect(host.backend(new Set(['texture-compression-etc2', 'texture-compression-astc']))).toMatch(/^gl \(wgpu fell back/);
+    } finally {
+      if (!had) delete g.Deno;
+    }
   });
 });
 
