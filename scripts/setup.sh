@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what reef needs on this machine: the npm packages and, on a Linux machine where Dawn finds
-# no WebGPU adapter, Mesa's software Vulkan driver (lavapipe) from the distribution's backports suite.
+# Installs what reef needs on this machine: the npm packages, Chromium for the browser-page test and,
+# on a Linux machine where Dawn finds no WebGPU adapter, Mesa's software Vulkan driver (lavapipe)
+# from the distribution's backports suite.
 # Safe to run again: each step is skipped when it is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,26 @@ if [ ! -f node_modules/.reef-installed ] || [ "$(cat node_modules/.reef-installe
   stamp > node_modules/.reef-installed
 fi
 
-# 2. A WebGPU adapter. Dawn needs Vulkan; with no GPU, Mesa's lavapipe provides a software one.
+# 2. Chromium for the browser-page test (test/browser/), driven by puppeteer-core, which never
+#    downloads a browser of its own. Debian's package; REEF_CHROMIUM may name another binary.
+if [ -z "${REEF_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null; then
+    csudo=""
+    [ "$(id -u)" = 0 ] || csudo="sudo"
+    if [ -z "$csudo" ] || command -v sudo >/dev/null; then
+      say "installing Chromium (Debian package 'chromium') for the browser-page test"
+      $csudo apt-get update -qq >&2 || true
+      DEBIAN_FRONTEND=noninteractive $csudo apt-get install -y -qq chromium >&2 \
+        || say "could not install chromium: the browser-page test will be skipped (and fails under CI=true)"
+    else
+      say "no root or sudo to install chromium: the browser-page test will be skipped (and fails under CI=true)"
+    fi
+  else
+    say "no /usr/bin/chromium: install Chromium and set REEF_CHROMIUM for the browser-page test"
+  fi
+fi
+
+# 3. A WebGPU adapter. Dawn needs Vulkan; with no GPU, Mesa's lavapipe provides a software one.
 if node scripts/probe-adapter.mjs >/dev/null 2>&1; then
   exit 0
 fi

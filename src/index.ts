@@ -101,3 +101,7 @@ export { windowAttention3d } from './ops/window-attention3d.js';
 export { windowAndShift, relativePositionIndex, stageRelativeIndex, shiftRegionLabels } from './models/swin3d/window-geometry.js';
 export { loadWeights, canonicalKey, inferConfig, validateStateDict, weightLookup, type LoadOptions, type LoadedWeights } from './models/swin3d/state-dict.js';
 export { initWeights } from './models/swin3d/init.js';
+// Feature maps for viewing: the encoder as `reef features` runs it, and their principal components as colour.
+export { encodeFeatures, featureStride, type FeatureMap, type EncodeOptions } from './models/swin3d/features.js';
+export { pcaRgb, principalComponents, covariance, topEigenpairs, projectScores, resampleTrilinear, type Pca, type PcaRgb, type PcaRgbOptions, type EigenOptions } from './analysis/pca-rgb.js';
+export { encodeNiftiRgba } from './analysis/nifti-rgba.js';

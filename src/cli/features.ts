@@ -10,14 +10,11 @@ import { loadNifti } from '../data/nifti-file.js';
 import { windowHu } from '../data/nifti.js';
 import { fileSource, writeSafetensorsFile } from '../io/node-file.js';
 import type { WriteTensor } from '../io/safetensors.js';
-import { coralBayEncoderForward } from '../models/swin3d/coralbay-encoder.js';
 import { describeConfig, type ModelConfig } from '../models/swin3d/config.js';
+import { encodeFeatures, type FeatureMap } from '../models/swin3d/features.js';
 import { loadWeights } from '../models/swin3d/state-dict.js';
-import { swinViTForward } from '../models/swin3d/swin-vit.js';
 import type { MergeOrder } from '../ops/patch-merge.js';
-import { permute } from '../ops/shape.js';
 import { tensor } from '../tensor/create.js';
-import { noGrad } from '../tensor/grad-mode.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface FeaturesOptions {
@@ -60,33 +57,19 @@ export async function runFeatures(rt: Runtime, o: FeaturesOptions): Promise<void
   const cfg = loaded.config;
   log(`weights ${o.weights} (${loaded.format}): ${describeConfig(cfg)} (${seconds(performance.now() - t)})`);
 
-  const outputs: { name: string; t: Tensor }[] = [];
+  let outputs: FeatureMap[] = [];
   let x: Tensor | null = null;
   try {
     if (cfg.inChannels !== 1) throw new ReefError(`${o.weights}: the model takes ${cfg.inChannels} input channels, a NIfTI volume gives 1`);
     x = tensor(rt, data, [1, 1, ...vol.shape], { dtype });
     t = performance.now();
-    const input = x;
-    noGrad(() => {
-      if (cfg.kind === 'coralbay-encoder') {
-        const r = coralBayEncoderForward(input, loaded.lookup, cfg);
-        r.hidden.forEach((h, i) => outputs.push({ name: `hidden_states.${i}`, t: h }));
-        // maps[4] is hidden_states.3 itself.
-        (['enc0', 'enc1', 'enc2', 'enc3', 'dec4'] as const).forEach((name, i) => outputs.push({ name, t: r.maps[i === 4 ? 5 : i]! }));
-        outputs.push({ name: 'embedding', t: r.embedding });
-      } else {
-        for (const [i, h] of swinViTForward(input, loaded.lookup, cfg).entries()) {
-          outputs.push({ name: `hidden_states.${i}`, t: permute(h, [0, 4, 1, 2, 3]) });
-          h.dispose();
-        }
-      }
-    });
+    outputs = encodeFeatures(x, loaded, { source: o.weights });
     await rt.sync();
     log(`forward: ${seconds(performance.now() - t)}, peak GPU memory ${fmtBytes(rt.memory().peak)}`);
 
     t = performance.now();
     const host: WriteTensor[] = [];
-    for (const { name, t: gpu } of outputs) host.push({ name, dtype: 'F32', shape: [...gpu.shape], data: await gpu.read() });
+    for (const { name, tensor: gpu } of outputs) host.push({ name, dtype: 'F32', shape: [...gpu.shape], data: await gpu.read() });
     const metadata = {
       format: 'pt',
       model: cfg.kind,
@@ -99,7 +82,7 @@ export async function runFeatures(rt: Runtime, o: FeaturesOptions): Promise<void
     log(`total ${seconds(performance.now())} since process start`);
   } finally {
     x?.dispose();
-    for (const { t: gpu } of outputs) gpu.dispose();
+    for (const { tensor: gpu } of outputs) gpu.dispose();
     loaded.dispose();
   }
 }
