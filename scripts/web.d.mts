@@ -6,3 +6,5 @@ export declare function serveWeb(options?: { dir?: string; port?: number; host?:
   url: string;
   close(): Promise<void>;
 }>;
+/** Flags for headless Chromium with WebGPU (SwiftShader) and WebGL2 on this kind of machine. */
+export declare const CHROMIUM_FLAGS: string[];

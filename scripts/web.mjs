@@ -99,3 +99,22 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const { url } = await serveWeb({ port });
   console.log(`reef page: ${url}  (Ctrl-C stops)`);
 }
+
+/**
+ * --enable-unsafe-webgpu: WebGPU on Linux (SwiftShader's Vulkan here). --enable-unsafe-swiftshader:
+ * software WebGL2 for niivue, which Chromium otherwise only falls back to with a deprecation
+ * warning. The background-networking group: this machine refuses Chromium's own connections.
+ */
+export const CHROMIUM_FLAGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--enable-unsafe-webgpu',
+  '--enable-unsafe-swiftshader',
+  '--disable-gpu-sandbox',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--window-size=1400,1000',
+];

@@ -22,6 +22,7 @@ import { encodeFeatures, encodeNifti1, tensor, type Runtime } from '../../src/in
 import { modelInput, randomModel } from '../../web/model';
 import { pagePhantom } from '../../web/phantom';
 import { testRuntime } from '../support/runtime';
+import { CHROMIUM_FLAGS } from '../../scripts/web.mjs';
 import { decodePng, newlyColoured, pixelStats, type Rgba } from './png';
 
 const CHROMIUM = process.env.REEF_CHROMIUM ?? '/usr/bin/chromium';
@@ -29,24 +30,6 @@ const CI = /^(1|true)$/i.test(process.env.CI ?? '');
 const HAVE = existsSync(CHROMIUM);
 if (!HAVE && !CI) console.log(`browser page test skipped: no Chromium at ${CHROMIUM} (scripts/setup.sh installs Debian's chromium; REEF_CHROMIUM points at another)`);
 
-/**
- * --enable-unsafe-webgpu: WebGPU on Linux (SwiftShader's Vulkan here). --enable-unsafe-swiftshader:
- * software WebGL2 for niivue, which Chromium otherwise only falls back to with a deprecation
- * warning. The background-networking group: this machine refuses Chromium's own connections.
- */
-export const CHROMIUM_FLAGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--enable-unsafe-webgpu',
-  '--enable-unsafe-swiftshader',
-  '--disable-gpu-sandbox',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--window-size=1400,1000',
-];
 
 const ROOT = join(dirname(new URL(import.meta.url).pathname), '../..');
 const OUT = join(ROOT, 'dist/browser-test');
