@@ -21,6 +21,8 @@
 // per step too, so both sit in small arrays shifted each step ("conveyors") and are always
 // indexed by constants (a private array indexed by a loop counter is accessed lane by lane).
 // Every sum runs in a fixed order, so the gradients are bitwise reproducible.
+// A padded query contributes nothing (its dO is 0, and the rows forward gives it lse = 3e38, so
+// p = 0): dkv skips padded queries, and dqTable skips the keys for a query row with no real token.
 
 alias T = f32;
 
@@ -229,6 +231,9 @@ fn dqTable(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
       qs[x].lse = lse[row * p.n + min(t, p.n - 1u)];
     }
 
+    var rowLive = false;
+    for (var x = 0u; x < CX; x++) { rowLive = rowLive || srcI[x] >= 0; }
+
     // Keys in token order; e is key t's position in the window, (jz, jy) its virtual row.
     var t = 0u;
     var e = vec3u(0u);
@@ -241,22 +246,24 @@ fn dqTable(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
       var acc: array<vec4f, XC4>;
       for (var c = 0u; c < XC4; c++) { acc[c] = vec4f(0.0); }
       for (var xj = 0u; xj < CX; xj++) {
-        let tok = tokenAt(b, o0 + e);
-        var key: Key;
-        key.ok = t < p.n;
-        key.label = tok.label;
-        for (var e4 = 0u; e4 < H4; e4++) {
-          key.k[e4] = load4(1u, tok.src, h, e4);
-          key.v[e4] = load4(2u, tok.src, h, e4);
+        if (rowLive) {
+          let tok = tokenAt(b, o0 + e);
+          var key: Key;
+          key.ok = t < p.n;
+          key.label = tok.label;
+          for (var e4 = 0u; e4 < H4; e4++) {
+            key.k[e4] = load4(1u, tok.src, h, e4);
+            key.v[e4] = load4(2u, tok.src, h, e4);
+          }
+          dqPair(0u, &qs, &key, &bias, &acc);
+          dqPair(1u, &qs, &key, &bias, &acc);
+          dqPair(2u, &qs, &key, &bias, &acc);
+          dqPair(3u, &qs, &key, &bias, &acc);
+          dqPair(4u, &qs, &key, &bias, &acc);
+          dqPair(5u, &qs, &key, &bias, &acc);
+          dqPair(6u, &qs, &key, &bias, &acc);
+          dqPair(7u, &qs, &key, &bias, &acc);
         }
-        dqPair(0u, &qs, &key, &bias, &acc);
-        dqPair(1u, &qs, &key, &bias, &acc);
-        dqPair(2u, &qs, &key, &bias, &acc);
-        dqPair(3u, &qs, &key, &bias, &acc);
-        dqPair(4u, &qs, &key, &bias, &acc);
-        dqPair(5u, &qs, &key, &bias, &acc);
-        dqPair(6u, &qs, &key, &bias, &acc);
-        dqPair(7u, &qs, &key, &bias, &acc);
         shiftUp(&acc);
         var carry = 0.0;
         for (var c = 0u; c < XS4; c++) {
@@ -374,25 +381,27 @@ fn dkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     var bias = loadBias(tableRow(iz - rz, iy - ry), h);
     for (var xi = 0u; xi < CX; xi++) {
       let tok = tokenAt(b, o0 + e);
-      var qi: QueryIn;
-      qi.ok = t < p.n;
-      qi.label = tok.label;
-      let src = select(-1, tok.src, qi.ok);
-      for (var e4 = 0u; e4 < H4; e4++) {
-        qi.q[e4] = load4(0u, src, h, e4) * p.scale;
-        qi.g[e4] = loadG(src, h, e4);
+      // Lanes of one window agree on which queries are padded, so the skip is real work saved.
+      if (t < p.n && tok.src >= 0) {
+        var qi: QueryIn;
+        qi.ok = true;
+        qi.label = tok.label;
+        for (var e4 = 0u; e4 < H4; e4++) {
+          qi.q[e4] = load4(0u, tok.src, h, e4) * p.scale;
+          qi.g[e4] = loadG(tok.src, h, e4);
+        }
+        let at = row * p.n + t;
+        qi.lse = lse[at];
+        qi.delta = delta[at];
+        kvPair(0u, &ks, &qi, &bias);
+        kvPair(1u, &ks, &qi, &bias);
+        kvPair(2u, &ks, &qi, &bias);
+        kvPair(3u, &ks, &qi, &bias);
+        kvPair(4u, &ks, &qi, &bias);
+        kvPair(5u, &ks, &qi, &bias);
+        kvPair(6u, &ks, &qi, &bias);
+        kvPair(7u, &ks, &qi, &bias);
       }
-      let at = row * p.n + min(t, p.n - 1u);
-      qi.lse = lse[at];
-      qi.delta = delta[at];
-      kvPair(0u, &ks, &qi, &bias);
-      kvPair(1u, &ks, &qi, &bias);
-      kvPair(2u, &ks, &qi, &bias);
-      kvPair(3u, &ks, &qi, &bias);
-      kvPair(4u, &ks, &qi, &bias);
-      kvPair(5u, &ks, &qi, &bias);
-      kvPair(6u, &ks, &qi, &bias);
-      kvPair(7u, &ks, &qi, &bias);
       for (var c = 0u; c < XS4; c++) { bias[c] = vec4f(bias[c].yzw, bias[min(c + 1u, XS4 - 1u)].x); }
       t += 1u;
       e.z += 1u;

@@ -5,15 +5,22 @@
  *   x: [B, Ci, D, H, W]   weight: [Co, Ci, k, k, k] (PyTorch layout)   out: [B, Co, D', H', W']
  *   D' = D + 2·padding − k + 1 (likewise H', W')
  *
- * Forward and both gradients are implicit GEMMs in shaders/conv3d.wgsl (the k³ neighbourhoods are
- * gathered inside the kernel, never materialised): forward C[B·D'H'W', Co] over K = Ci·k³, dx the
- * same kernel on dy with the flipped, transposed weights over K = Co·k³, and dW[Co, Ci·k³] as
- * partial sums over fixed chunks of B·D'H'W' added in a fixed order (bitwise deterministic).
- * One register-blocked kernel without workgroup memory serves CPU adapters and GPUs; its tiles are
- * chosen per adapter and shape in `planConv3d`. Maps of at most 32 positions (the /32 level) use
- * `_narrow` entries with lanes over channels; tensors over the binding limit are bound in pieces.
+ * Forward and both gradients are implicit GEMMs (the k³ neighbourhoods are gathered inside the
+ * kernel, never materialised): forward C[B·D'H'W', Co] over K = Ci·k³, dx the same kernel on dy
+ * with the flipped, transposed weights over K = Co·k³, and dW[Co, Ci·k³] as partial sums over fixed
+ * chunks of positions added in a fixed order (bitwise deterministic). Variants (`conv3dVariant`):
+ *  - gemm (shaders/conv3d.wgsl, GPUs): register blocks of positions × 8 channels; maps of at most
+ *    32 positions use `_narrow` entries with lanes over channels; tensors over the binding limit
+ *    are bound in pieces.
+ *  - rows, rows-sg (shaders/conv3d_rows*.wgsl, CPU adapters): a lane owns a run of outputs along W
+ *    and 12 output channels as vec4s, the weights rearranged once per call to [Ci, k³, Co]; rows-sg
+ *    hands values every lane needs (weights; dy in dW) round a subgroup instead of loading them
+ *    lane by lane, which is what a CPU adapter pays most for. At the tiny step's shapes on
+ *    lavapipe: conv3d 6.8 s → 1.2 s of GPU time per step (kernels-bench/conv3d.ts).
  */
 import code from '../../shaders/conv3d.wgsl';
+import rowsCode from '../../shaders/conv3d_rows.wgsl';
+import rowsSgCode from '../../shaders/conv3d_rows_sg.wgsl';
 import type { KernelKey, ShaderFile } from '../gpu/kernel.js';
 import type { BufferSlice, DispatchCall, Runtime } from '../gpu/runtime.js';
 import type { Work } from '../gpu/profiler.js';
@@ -27,10 +34,23 @@ import { zeros } from '../tensor/fill.js';
 import { grid1d } from './geometry.js';
 
 export const CONV3D: ShaderFile = { name: 'conv3d', code };
+export const CONV3D_ROWS: ShaderFile = { name: 'conv3d_rows', code: rowsCode };
+export const CONV3D_ROWS_SG: ShaderFile = { name: 'conv3d_rows_sg', code: rowsSgCode };
+
+/**
+ * Kernels: `gemm` (shaders/conv3d.wgsl, register-blocked implicit GEMMs, the GPU path) or `rows`
+ * (shaders/conv3d_rows.wgsl: runs along W × vec4s of channels, for CPU adapters).
+ */
+export const CONV3D_VARIANTS = ['gemm', 'rows', 'rows-sg'] as const;
+export type Conv3dVariant = (typeof CONV3D_VARIANTS)[number];
 
 export interface Conv3dOptions {
   /** Zero padding before and after each spatial axis, 0 ≤ padding < k (default ⌊k/2⌋). */
   padding?: number;
+  /** Kernels; default per adapter and shape (REEF_CONV3D overrides). */
+  variant?: Conv3dVariant;
+  /** rows / rows-sg tile constants replacing the plan's (for benchmark sweeps). */
+  rowsTiles?: RowsTiles;
 }
 
 /** Invocations per workgroup, and what one workgroup covers. */
@@ -302,11 +322,186 @@ function weightGradBlock(
   }
 }
 
+/**
+ * Outputs along W per lane (forward, dx), measured on lavapipe at the tiny step's shapes: rows-sg
+ * is fastest at 4 (2, 8 and 16 slower, 32 far slower), rows without subgroups at 8.
+ */
+const ROWS_TW: Record<'rows' | 'rows-sg', number> = { rows: 8, 'rows-sg': 4 };
+/** rows dW: aim for at least this many lanes (chunks of output rows × (ci, kd) × channel groups). */
+const ROWS_DW_LANES = 2048;
+const ROWS_DW_MAX_CHUNKS = 256;
+
+/**
+ * vec4 groups of output channels per lane: 3 (12 channels; on lavapipe 4 and 2 measured slower
+ * at every tiny-step shape, 4 much slower in dW), fewer where there are at most 8 channels.
+ */
+export function rowsGroups(NO: number): { V: number; NG: number } {
+  const V = NO <= 8 ? Math.ceil(NO / 4) : 3;
+  return { V, NG: Math.ceil(NO / (4 * V)) };
+}
+
+/** The adapter's subgroup size where rows-sg can use it (fixed, a power of two dividing the workgroup), else 0. */
+export function rowsSubgroupSize(rt: Runtime): number {
+  const { subgroups, subgroupMinSize: lo, subgroupMaxSize: hi } = rt.caps;
+  return subgroups && lo === hi && lo >= 4 && lo <= WG && (lo & (lo - 1)) === 0 ? lo : 0;
+}
+
+type ConvDims = { B: number; Ci: number; Co: number; k: number; in: readonly number[]; out: readonly number[] };
+
+/**
+ * The kernels a call uses: `requested`, else REEF_CONV3D, else on CPU adapters `rows-sg` (or
+ * `rows` without fixed-size subgroups), else `gemm`. The rows kernels need every tensor within one
+ * binding (they do not bind in pieces) and by default leave the few-position maps to gemm's narrow
+ * entries; rows-sg falls back to rows where the adapter has no usable subgroups.
+ */
+export function conv3dVariant(rt: Runtime, d: ConvDims, requested?: Conv3dVariant): Conv3dVariant {
+  const forced = rt.host.env('REEF_CONV3D') || undefined;
+  if (forced !== undefined && !CONV3D_VARIANTS.includes(forced as Conv3dVariant)) {
+    throw new ReefError(`REEF_CONV3D=${forced}: expected one of ${CONV3D_VARIANTS.join(', ')}`);
+  }
+  const chosen = requested ?? (forced as Conv3dVariant | undefined);
+  const want = chosen ?? (rt.caps.isCpu ? 'rows-sg' : 'gemm');
+  if (want === 'gemm') return 'gemm';
+  const IS = d.in[0]! * d.in[1]! * d.in[2]!;
+  const OS = d.out[0]! * d.out[1]! * d.out[2]!;
+  const KK = d.k ** 3;
+  const biggest = 4 * Math.max(d.B * d.Ci * IS, d.B * d.Co * OS, d.Ci * KK * 4 * rowsGroups(d.Co).NG * rowsGroups(d.Co).V, d.Co * KK * 4 * rowsGroups(d.Ci).NG * rowsGroups(d.Ci).V, rowsDwChunks(d) * d.Co * d.Ci * KK);
+  if (biggest > rt.caps.maxStorageBufferBindingSize) return 'gemm';
+  if (chosen === undefined && d.B * OS <= NARROW_MAX_POSITIONS) return 'gemm';
+  return want === 'rows-sg' && rowsSubgroupSize(rt) === 0 ? 'rows' : want;
+}
+
+/** rows dW: chunks of the B·OD·OH output rows. */
+function rowsDwChunks(d: ConvDims): number {
+  const rows = d.B * d.out[0]! * d.out[1]!;
+  const lanes = d.Ci * d.k * rowsGroups(d.Co).NG;
+  return Math.max(1, Math.min(rows, ROWS_DW_MAX_CHUNKS, Math.ceil(ROWS_DW_LANES / lanes)));
+}
+
+function rowsParams(d: Dims, CR: number, NO: number, NG: number, src: readonly number[], dst: readonly number[], pad: number, tw: number) {
+  return {
+    CR,
+    NO,
+    NG,
+    ID: src[0]!,
+    IH: src[1]!,
+    IW: src[2]!,
+    OD: dst[0]!,
+    OH: dst[1]!,
+    OW: dst[2]!,
+    PAD: pad,
+    rows: d.B * dst[0]! * dst[1]!,
+    segs: Math.ceil(dst[2]! / tw),
+    t0x: 0,
+    total: 0,
+    wStepN: 0,
+    wStepC: 0,
+    flip: 0,
+    chunks: 0,
+    rowsPerChunk: 0,
+  };
+}
+
+/** One-dimensional work of n lanes on x·y·z grids, as many dispatches as the grid limit needs; t0x is each one's first element. */
+function dispatchFlat(rt: Runtime, kernel: KernelKey, buffers: DispatchCall['buffers'], p: Record<string, number>, n: number, work: Work): void {
+  const max = rt.caps.maxWorkgroupsPerDimension;
+  const per = WG * max ** 3;
+  for (let e0 = 0; e0 < n; e0 += per) {
+    const count = Math.min(per, n - e0);
+    const share = count / n;
+    rt.dispatch({ kernel, buffers, params: { ...p, t0x: e0 }, workgroups: grid1d(count, WG, max), work: { flops: share * (work.flops ?? 0), bytes: share * (work.bytes ?? 0) } });
+  }
+}
+
+/** Tile constants replacing the rows plan's (for benchmark sweeps). */
+export interface RowsTiles {
+  TW?: number;
+  V?: number;
+}
+
+/** forward (src = x) or backward_input (src = dy) with the rows kernels: weights rearranged, then one pass. */
+function convRows(variant: 'rows' | 'rows-sg', tiles: RowsTiles, entry: 'forward' | 'backward_input', src: Tensor, weight: Tensor, dst: Tensor, d: Dims, CR: number, NO: number, srcVol: readonly number[], dstVol: readonly number[], pad: number): void {
+  const rt = src.rt;
+  const flip = entry === 'backward_input';
+  const KK = d.k ** 3;
+  const V = tiles.V ?? rowsGroups(NO).V;
+  const NG = Math.ceil(NO / (4 * V));
+  const TW = tiles.TW ?? ROWS_TW[variant];
+  const SG = rowsSubgroupSize(rt);
+  const consts = { KS: d.k, WG, TW, V };
+  const E = BYTES_PER_ELEMENT[src.dtype];
+  const base = rowsParams(d, CR, NO, NG, srcVol, dstVol, pad, TW);
+  const wT = empty(rt, [CR * KK * NG * V * 4], src.dtype, 'conv3d_rows_weight');
+  try {
+    const total = CR * KK * NG * V;
+    dispatchFlat(rt, { shader: CONV3D_ROWS, entry: 'arrange_weight', elem: src.dtype, consts }, { weight: weight.buffer, wT: wT.buffer },
+      { ...base, total, wStepN: flip ? KK : CR * KK, wStepC: flip ? NO * KK : KK, flip: flip ? 1 : 0 }, total, { bytes: E * (weight.size + wT.size) });
+    const OS = dstVol[0]! * dstVol[1]! * dstVol[2]!;
+    const IS = srcVol[0]! * srcVol[1]! * srcVol[2]!;
+    const kernel: KernelKey = variant === 'rows-sg' ? { shader: CONV3D_ROWS_SG, entry, elem: src.dtype, consts: { ...consts, SG } } : { shader: CONV3D_ROWS, entry, elem: src.dtype, consts };
+    const buffers: DispatchCall['buffers'] = variant === 'rows-sg' ? { src: src.buffer, wf: wT.buffer, dst: dst.buffer } : { src: src.buffer, wv: wT.buffer, dst: dst.buffer };
+    const groups = Math.ceil((base.rows * base.segs) / WG);
+    const max = rt.caps.maxWorkgroupsPerDimension;
+    for (let x0 = 0; x0 < groups; x0 += max) {
+      const n = Math.min(max, groups - x0);
+      rt.dispatch({
+        kernel,
+        buffers,
+        params: { ...base, t0x: x0 },
+        workgroups: [n, NG, 1],
+        work: { flops: (n / groups) * 2 * d.B * OS * NO * CR * KK, bytes: (n / groups) * E * (d.B * (CR * IS + NO * OS) + NO * CR * KK) },
+      });
+    }
+  } finally {
+    wT.dispose();
+  }
+}
+
+/** dW with the rows kernels: per-chunk partial sums over output rows, then a fixed-order sum. */
+function weightGradRows(variant: 'rows' | 'rows-sg', tiles: RowsTiles, x: Tensor, dy: Tensor, d: Dims, dtype: Tensor['dtype']): Tensor {
+  const rt = x.rt;
+  const KK = d.k ** 3;
+  const V = tiles.V ?? rowsGroups(d.Co).V;
+  const NG = Math.ceil(d.Co / (4 * V));
+  const SG = rowsSubgroupSize(rt);
+  const chunks = rowsDwChunks(d);
+  const rows = d.B * d.out[0] * d.out[1];
+  const consts = { KS: d.k, WG, TW: tiles.TW ?? ROWS_TW[variant], V };
+  const p = { ...rowsParams(d, d.Ci, d.Co, NG, d.in, d.out, d.pad, 1), chunks, rowsPerChunk: Math.ceil(rows / chunks) };
+  const total = d.Co * d.Ci * KK;
+  const E = BYTES_PER_ELEMENT[x.dtype];
+  const dw = empty(rt, [d.Co, d.Ci, d.k, d.k, d.k], dtype, 'conv3d_dw');
+  const partial = empty(rt, [chunks, total], 'f32', 'conv3d_dw_partial');
+  try {
+    const work = { flops: 2 * d.B * d.out[0] * d.out[1] * d.out[2] * total, bytes: E * (x.size + dy.size) + 4 * partial.size };
+    if (variant === 'rows-sg') {
+      // Lanes of one (chunk, group) padded to whole subgroups.
+      const lanes = Math.ceil((d.Ci * d.k) / SG) * SG * NG * chunks;
+      dispatchFlat(rt, { shader: CONV3D_ROWS_SG, entry: 'backward_weight', elem: dtype, consts: { ...consts, SG } }, { src: x.buffer, grad: dy.buffer, partial: partial.buffer }, p, lanes, work);
+    } else {
+      dispatchFlat(rt, { shader: CONV3D_ROWS, entry: 'backward_weight', elem: dtype, consts }, { src: x.buffer, grad: dy.buffer, partial: partial.buffer }, p, d.Ci * d.k * NG * chunks, work);
+    }
+    dispatchFlat(rt, { shader: CONV3D_ROWS, entry: 'sum_chunks', elem: dtype, consts }, { parts: partial.buffer, dw: dw.buffer }, { ...p, total }, total, {
+      flops: chunks * total,
+      bytes: (4 * chunks + E) * total,
+    });
+  } catch (e) {
+    dw.dispose();
+    throw e;
+  } finally {
+    partial.dispose();
+  }
+  return dw;
+}
+
 export function conv3d(x: Tensor, weight: Tensor, opts: Conv3dOptions = {}): Tensor {
   const d = dims(x, weight, opts);
+  const variant = conv3dVariant(x.rt, d, opts.variant);
+  const tiles = opts.rowsTiles ?? {};
   const out = empty(x.rt, [d.B, d.Co, ...d.out], x.dtype, 'conv3d');
   try {
-    convGemm('forward', x, weight, out, d, d.Ci, d.Co, d.in, d.out, d.pad);
+    if (variant === 'gemm') convGemm('forward', x, weight, out, d, d.Ci, d.Co, d.in, d.out, d.pad);
+    else convRows(variant, tiles, 'forward', x, weight, out, d, d.Ci, d.Co, d.in, d.out, d.pad);
   } catch (e) {
     out.dispose();
     throw e;
@@ -317,13 +512,14 @@ export function conv3d(x: Tensor, weight: Tensor, opts: Conv3dOptions = {}): Ten
       dx = empty(x.rt, x.shape, x.dtype, 'conv3d_dx');
       try {
         // dx = dy ⋆ flip(weight)ᵀ: the padding that maps output positions back onto input ones.
-        convGemm('backward_input', g, ws!, dx, d, d.Co, d.Ci, d.out, d.in, d.k - 1 - d.pad);
+        if (variant === 'gemm') convGemm('backward_input', g, ws!, dx, d, d.Co, d.Ci, d.out, d.in, d.k - 1 - d.pad);
+        else convRows(variant, tiles, 'backward_input', g, ws!, dx, d, d.Co, d.Ci, d.out, d.in, d.k - 1 - d.pad);
       } catch (e) {
         dx.dispose();
         throw e;
       }
     }
-    const dw = weight.requiresGrad ? weightGrad(xs!, g, d, weight.dtype) : null;
+    const dw = weight.requiresGrad ? (variant === 'gemm' ? weightGrad(xs!, g, d, weight.dtype) : weightGradRows(variant, tiles, xs!, g, d, weight.dtype)) : null;
     return [dx, dw];
   });
 }

@@ -7,11 +7,14 @@
  * Three kernels: `tiled` (workgroup-memory tiles + register blocks, for GPUs), `regblock` (register
  * blocks with no workgroup memory or barriers, for CPU adapters) and `naive` (the baseline). The
  * variant is chosen from the adapter and shape, or forced with REEF_MATMUL / the `variant` option.
+ * Within regblock, outputs of few columns and many rows (a small Swin's Linear layers) take
+ * matmul_rows_sg.wgsl where the adapter has fixed-size subgroups.
  */
 import naiveCode from '../../shaders/matmul_naive.wgsl';
 import regblockCode from '../../shaders/matmul_regblock.wgsl';
 import regblockVec4Code from '../../shaders/matmul_regblock_vec4.wgsl';
 import tiledCode from '../../shaders/matmul_tiled.wgsl';
+import rowsSgCode from '../../shaders/matmul_rows_sg.wgsl';
 import type { KernelKey, ShaderFile } from '../gpu/kernel.js';
 import type { BufferSlice, Runtime } from '../gpu/runtime.js';
 import { ReefError } from '../gpu/errors.js';
@@ -21,6 +24,7 @@ import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
 import { alignedCount, bindRange, lcm } from './binding-range.js';
 import { sameShape } from './geometry.js';
+import { rowsSubgroupSize } from './conv3d.js';
 import { sum } from './reduce.js';
 import { reshape } from './shape.js';
 
@@ -29,6 +33,7 @@ export const MATMUL_SHADERS = {
   regblock: { name: 'matmul_regblock', code: regblockCode },
   regblock_vec4: { name: 'matmul_regblock_vec4', code: regblockVec4Code },
   tiled: { name: 'matmul_tiled', code: tiledCode },
+  rows_sg: { name: 'matmul_rows_sg', code: rowsSgCode },
 } satisfies Record<string, ShaderFile>;
 
 export const MATMUL_VARIANTS = ['naive', 'regblock', 'tiled'] as const;
@@ -64,7 +69,7 @@ export function planMatmul(rt: Runtime, M: number, N: number, layout: MatmulLayo
   const forced = (rt.host.env('REEF_MATMUL') as MatmulVariant | undefined) || undefined;
   const v = variant ?? forced ?? (rt.caps.isCpu ? 'regblock' : 'tiled');
   if (!MATMUL_VARIANTS.includes(v)) throw new ReefError(`unknown matmul variant '${v}' (have ${MATMUL_VARIANTS.join(', ')})`);
-  const plan = defaultPlan(v, M, N, layout);
+  const plan = defaultPlan(v, M, N, layout, rowsSubgroupSize(rt));
   return consts ? withConsts(plan, consts) : plan;
 }
 
@@ -78,8 +83,14 @@ function tileOf(shader: MatmulPlan['shader'], c: Record<string, number>): Pick<M
       return { tileM: c.TM!, tileN: 4 * c.WG! * c.TN!, rowsInX: true };
     case 'tiled':
       return { tileM: c.BM!, tileN: c.BN!, rowsInX: false };
+    case 'rows_sg':
+      return { tileM: c.TR! * c.WG!, tileN: 12, rowsInX: true };
   }
 }
+
+/** rows_sg: at most this many columns (groups of 12), and at least this many rows (lanes to fill the cores). */
+const ROWS_SG_MAX_N = 48;
+const ROWS_SG_MIN_M = 1024;
 
 function withConsts(plan: MatmulPlan, consts: Record<string, number>): MatmulPlan {
   const c = { ...plan.consts, ...consts };
@@ -105,7 +116,7 @@ function vec4ColumnTile(N: number): { WG: number; TN: number } {
   return options.find((o) => waste(o) <= least + 0.05)!;
 }
 
-function defaultPlan(v: MatmulVariant, M: number, N: number, layout: MatmulLayout): MatmulPlan {
+function defaultPlan(v: MatmulVariant, M: number, N: number, layout: MatmulLayout, subgroup: number): MatmulPlan {
   let shader: MatmulPlan['shader'];
   let consts: Record<string, number>;
   switch (v) {
@@ -114,8 +125,12 @@ function defaultPlan(v: MatmulVariant, M: number, N: number, layout: MatmulLayou
       consts = {};
       break;
     case 'regblock':
-      // Whole vec4 rows of B and C take the vec4 kernel; anything else the scalar one.
-      if (!layout.transB && N % 4 === 0) {
+      // Few columns, many rows: lanes along the rows (rows_sg); else whole vec4 rows of B and C
+      // take the vec4 kernel, anything else the scalar one.
+      if (subgroup > 0 && N <= ROWS_SG_MAX_N && M >= ROWS_SG_MIN_M) {
+        shader = 'rows_sg';
+        consts = { TR: 4, WG: 64, SG: subgroup };
+      } else if (!layout.transB && N % 4 === 0) {
         shader = 'regblock_vec4';
         consts = { TM: 6, ...vec4ColumnTile(N) };
       } else {

@@ -3,6 +3,7 @@
  * as one strided-copy kernel.
  */
 import code from '../../shaders/copy_strided.wgsl';
+import runsCode from '../../shaders/copy_strided_runs.wgsl';
 import type { ShaderFile } from '../gpu/kernel.js';
 import { ReefError } from '../gpu/errors.js';
 import { empty } from '../tensor/create.js';
@@ -15,6 +16,23 @@ import { bindRange, overBindingLimit } from './binding-range.js';
 import type { BufferSlice } from '../gpu/runtime.js';
 
 export const COPY_STRIDED: ShaderFile = { name: 'copy_strided', code };
+export const COPY_STRIDED_RUNS: ShaderFile = { name: 'copy_strided_runs', code: runsCode };
+
+/**
+ * Copy kernels: `strided` (one element per invocation, copy_strided.wgsl) or `runs` (runs of the
+ * last axis per invocation, copy_strided_runs.wgsl: on CPU adapters, where per-element index
+ * arithmetic costs more than the copy). Default per adapter; REEF_COPY overrides.
+ */
+export const COPY_VARIANTS = ['strided', 'runs'] as const;
+export type CopyVariant = (typeof COPY_VARIANTS)[number];
+/** Elements per invocation of the runs kernel (its RUN). */
+const COPY_RUN = 8;
+
+export function copyVariant(rt: Tensor['rt'], requested?: CopyVariant): CopyVariant {
+  const forced = rt.host.env('REEF_COPY') || undefined;
+  if (forced !== undefined && !COPY_VARIANTS.includes(forced as CopyVariant)) throw new ReefError(`REEF_COPY=${forced}: expected ${COPY_VARIANTS.join(' or ')}`);
+  return requested ?? (forced as CopyVariant | undefined) ?? (rt.caps.isCpu ? 'runs' : 'strided');
+}
 
 export interface StridedCopy {
   shape: readonly number[];
@@ -24,6 +42,32 @@ export interface StridedCopy {
   outStride: readonly number[];
   /** Add into dst rather than overwrite it. */
   accumulate?: boolean;
+  /** Kernels; default per adapter (tests force each). */
+  variant?: CopyVariant;
+}
+
+/**
+ * The same copy over fewer axes: extent-1 axes dropped, and neighbours that are contiguous in both
+ * layouts merged (a permute of [B, C, D, H, W] that keeps D, H, W together copies runs of D·H·W).
+ */
+export function simplifyCopy(shape: readonly number[], inStride: readonly number[], outStride: readonly number[]): { shape: number[]; inStride: number[]; outStride: number[] } {
+  const out = { shape: [] as number[], inStride: [] as number[], outStride: [] as number[] };
+  for (let d = 0; d < shape.length; d++) {
+    const e = shape[d]!;
+    if (e === 1) continue;
+    const k = out.shape.length - 1;
+    if (k >= 0 && out.inStride[k] === inStride[d]! * e && out.outStride[k] === outStride[d]! * e) {
+      out.shape[k] = out.shape[k]! * e;
+      out.inStride[k] = inStride[d]!;
+      out.outStride[k] = outStride[d]!;
+    } else {
+      out.shape.push(e);
+      out.inStride.push(inStride[d]!);
+      out.outStride.push(outStride[d]!);
+    }
+  }
+  if (out.shape.length === 0) return { shape: [1], inStride: [0], outStride: [0] };
+  return out;
 }
 
 /**
@@ -67,20 +111,37 @@ function copyInPieces(src: Tensor, dst: Tensor, c: StridedCopy & { inOffset: num
 
 function dispatchCopy(rt: Tensor['rt'], dtype: Tensor['dtype'], src: GPUBuffer | BufferSlice, dst: GPUBuffer | BufferSlice, c: StridedCopy): void {
   const n = numel(c.shape);
+  pack8(c.shape, 'copy'); // the rank limit holds for the copy as asked, whatever it simplifies to
+  const { shape, inStride, outStride } = simplifyCopy(c.shape, c.inStride, c.outStride);
+  const params = {
+    n,
+    rank: shape.length,
+    inOffset: c.inOffset ?? 0,
+    outOffset: c.outOffset ?? 0,
+    shape: pack8(shape, 'copy'),
+    inStride: pack8(inStride, 'copy'),
+    outStride: pack8(outStride, 'copy'),
+  };
+  const overrides = { ACCUMULATE: c.accumulate ?? false };
+  const work = { bytes: 2 * n * BYTES_PER_ELEMENT[dtype] };
+  if (copyVariant(rt, c.variant) === 'runs') {
+    const runs = Math.ceil(shape[shape.length - 1]! / COPY_RUN);
+    const total = (n / shape[shape.length - 1]!) * runs;
+    rt.dispatch({
+      kernel: { shader: COPY_STRIDED_RUNS, entry: 'main', elem: dtype, overrides, consts: { RUN: COPY_RUN } },
+      buffers: { src, dst },
+      params: { ...params, runs, total },
+      workgroups: grid1d(total, 64, rt.caps.maxWorkgroupsPerDimension),
+      work,
+    });
+    return;
+  }
   rt.dispatch({
-    kernel: { shader: COPY_STRIDED, entry: 'main', elem: dtype, overrides: { ACCUMULATE: c.accumulate ?? false } },
+    kernel: { shader: COPY_STRIDED, entry: 'main', elem: dtype, overrides },
     buffers: { src, dst },
-    params: {
-      n,
-      rank: c.shape.length,
-      inOffset: c.inOffset ?? 0,
-      outOffset: c.outOffset ?? 0,
-      shape: pack8(c.shape, 'copy'),
-      inStride: pack8(c.inStride, 'copy'),
-      outStride: pack8(c.outStride, 'copy'),
-    },
+    params,
     workgroups: grid1d(n, 256, rt.caps.maxWorkgroupsPerDimension),
-    work: { bytes: 2 * n * BYTES_PER_ELEMENT[dtype] },
+    work,
   });
 }
 

@@ -2,7 +2,9 @@
  * conv3d (stride 1, zero padding, no bias, channels-first) on the GPU against the float64 reference
  * in test/ref/conv3d.ts: forward, dx and dW, for k = 3 and k = 1, odd sizes, a size-1 volume, one
  * input channel, a batch of two, non-default padding, few output positions (the narrow kernels), dW summed over several chunks, grids split
- * over several dispatches, bitwise-deterministic gradients and shape errors.
+ * over several dispatches, bitwise-deterministic gradients and shape errors — for each variant
+ * (gemm; rows and rows-sg, the CPU-adapter kernels, also at UNETR-like shapes), and which variant
+ * is chosen per adapter and shape.
  *
  * Error model: every output is a dot product of K terms accumulated in f32 by fma in a fixed order
  * (forward K = Ci·k³, dx K = Co·k³, dW K = B·D·H·W, the last as per-chunk sums then a sum over
@@ -10,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../../src/gpu/runtime';
-import { conv3d } from '../../src/ops/conv3d';
+import { conv3d, conv3dVariant, CONV3D_VARIANTS, rowsGroups, type Conv3dVariant } from '../../src/ops/conv3d';
 import { backward, ReefError, tensor, type Tensor } from '../../src/index';
 import { makeRng, type Rng } from '../ref/array';
 import { checkVjp } from '../ref/finite-diff';
@@ -33,17 +35,17 @@ interface Case {
   padding?: number;
 }
 
-function runCase(r: Runtime, c: Case, rng: Rng, op = 'conv3d'): Promise<void> {
+function runCase(r: Runtime, c: Case, rng: Rng, op = 'conv3d', variant?: Conv3dVariant): Promise<void> {
   const [B, Ci, D, H, W] = c.x;
   const K = c.k ** 3;
   const pad = c.padding ?? Math.floor(c.k / 2);
   const M = B * (D + 2 * pad - c.k + 1) * (H + 2 * pad - c.k + 1) * (W + 2 * pad - c.k + 1);
   return expectNoLeak(r, () =>
     checkOp(r, {
-      op: `${op} k=${c.k}`,
+      op: `${op}${variant ? ` [${variant}]` : ''} k=${c.k}`,
       inputs: [randnT(c.x, rng), randnT([c.co, Ci, c.k, c.k, c.k], rng)],
       names: ['x', 'weight'],
-      gpu: ([x, w]) => conv3d(x!, w!, c.padding === undefined ? {} : { padding: c.padding }),
+      gpu: ([x, w]) => conv3d(x!, w!, { ...(c.padding === undefined ? {} : { padding: c.padding }), ...(variant ? { variant } : {}) }),
       ref: ([x, w]) => refConv3d(x!, w!, pad),
       vjp: ([x, w], g) => {
         const r = conv3dBackward(x!, w!, g, pad);
@@ -96,11 +98,34 @@ describe('conv3d on the GPU', () => {
     { x: [1, 8, 12, 10, 9], co: 8, k: 3 }, // larger
     { x: [1, 20, 6, 7, 5], co: 17, k: 1 }, // several channel tiles
   ];
-  cases.forEach((c, i) => {
-    it(`[${c.x}]→${c.co}, k=${c.k}${c.padding !== undefined ? `, padding ${c.padding}` : ''}: forward, dx, dW`, async () => {
-      await runCase(rt, c, makeRng(100 + i));
+  for (const variant of CONV3D_VARIANTS) {
+    cases.forEach((c, i) => {
+      it(`${variant}: [${c.x}]→${c.co}, k=${c.k}${c.padding !== undefined ? `, padding ${c.padding}` : ''}: forward, dx, dW`, async () => {
+        await runCase(rt, c, makeRng(100 + i), 'conv3d', variant);
+      });
     });
-  });
+  }
+
+  // The rows kernels at UNETR-like shapes with odd sides: one input channel (enc0), 12 and 24
+  // channels, channel groups that pad (13, 7 → vec4 groups), rows of fewer outputs than a lane's
+  // run, dW chunks of several rows with empty trailing chunks (300 rows over 256 chunks).
+  const rows: Case[] = [
+    { x: [2, 1, 9, 7, 11], co: 12, k: 3 },
+    { x: [1, 1, 9, 7, 11], co: 12, k: 1 },
+    { x: [2, 12, 7, 5, 9], co: 12, k: 3 },
+    { x: [1, 24, 5, 3, 6], co: 24, k: 3 },
+    { x: [1, 5, 6, 5, 3], co: 13, k: 3 },
+    { x: [1, 13, 4, 6, 3], co: 7, k: 3, padding: 0 },
+    { x: [2, 1, 10, 15, 5], co: 3, k: 3 },
+    { x: [1, 3, 5, 6, 13], co: 6, k: 3, padding: 2 },
+  ];
+  for (const variant of ['rows', 'rows-sg'] as const) {
+    rows.forEach((c, i) => {
+      it(`${variant}: [${c.x}]→${c.co}, k=${c.k}${c.padding !== undefined ? `, padding ${c.padding}` : ''}: forward, dx, dW`, async () => {
+        await runCase(rt, c, makeRng(300 + i), 'conv3d', variant);
+      });
+    });
+  }
 
   // Up to 32 output positions the forward and dx run the narrow kernels (lanes over channels).
   const narrow: Case[] = [
@@ -134,7 +159,7 @@ describe('conv3d on the GPU', () => {
     });
   });
 
-  it('two backward passes give bitwise equal dx and dW', async () => {
+  it.each(CONV3D_VARIANTS)('%s: two backward passes give bitwise equal dx and dW', async (variant) => {
     const rng = makeRng(160);
     const xs = randnT([2, 3, 11, 12, 10], rng);
     const ws = randnT([5, 3, 3, 3, 3], rng);
@@ -143,7 +168,7 @@ describe('conv3d on the GPU', () => {
       const x = upload(rt, xs, { requiresGrad: true });
       const w = upload(rt, ws, { requiresGrad: true });
       const g = upload(rt, gs);
-      const y = conv3d(x, w);
+      const y = conv3d(x, w, { variant });
       backward(y, g);
       const out = [await x.grad!.read(), await w.grad!.read()];
       for (const t of [x.grad!, w.grad!, x, w, g, y]) t.dispose();
@@ -194,11 +219,65 @@ describe('conv3d with grids split over several dispatches (10 workgroups per dim
   });
   afterAll(() => small.dispose());
 
-  it('[1,96,3,3,3]→84: channel tiles (forward, dx) and dW column and channel tiles split', async () => {
-    await runCase(small, { x: [1, 96, 3, 3, 3], co: 84, k: 3 }, makeRng(200), 'conv3d split');
+  for (const variant of CONV3D_VARIANTS) {
+    it(`${variant}: [1,96,3,3,3]→84: channel tiles (forward, dx) and dW column and channel tiles split`, async () => {
+      await runCase(small, { x: [1, 96, 3, 3, 3], co: 84, k: 3 }, makeRng(200), 'conv3d split', variant);
+    });
+
+    it(`${variant}: [1,1,24,24,20]→2: position tiles and dW chunks split`, async () => {
+      await runCase(small, { x: [1, 1, 24, 24, 20], co: 2, k: 3 }, makeRng(201), 'conv3d split', variant);
+    });
+  }
+});
+
+describe('conv3d rows kernels over several dispatches (2 workgroups per dimension)', () => {
+  let tiny: Runtime;
+  beforeAll(async () => {
+    tiny = await Runtime.create({ maxWorkgroupsPerDimension: 2, maxBatch: 64 });
+  });
+  afterAll(() => tiny.dispose());
+
+  // rows-sg dW: 40 lanes × 30 chunks over dispatches of 8 workgroups; forward and dx: 2 per row of tiles.
+  for (const variant of ['rows', 'rows-sg'] as const) {
+    it(`${variant}: [1,12,5,6,7]→12`, async () => {
+      await runCase(tiny, { x: [1, 12, 5, 6, 7], co: 12, k: 3 }, makeRng(202), 'conv3d split', variant);
+    });
+  }
+});
+
+describe('conv3d variant choice', () => {
+  const d = (B: number, Ci: number, Co: number, side: number, k = 3) => ({ B, Ci, Co, k, in: [side, side, side], out: [side, side, side] });
+  const fake = (isCpu: boolean, env: string | undefined, binding = 1 << 30, subgroups = true) =>
+    ({
+      caps: { isCpu, maxStorageBufferBindingSize: binding, subgroups, subgroupMinSize: 8, subgroupMaxSize: 8 },
+      host: { env: (n: string) => (n === 'REEF_CONV3D' ? env : undefined) },
+    }) as unknown as Runtime;
+
+  it('rows-sg on CPU adapters (rows without subgroups), gemm on GPUs; narrow maps and tensors over one binding stay on gemm', () => {
+    expect(conv3dVariant(fake(true, undefined), d(4, 12, 12, 32))).toBe('rows-sg');
+    expect(conv3dVariant(fake(true, undefined), d(4, 1, 12, 32))).toBe('rows-sg');
+    expect(conv3dVariant(fake(true, undefined, 1 << 30, false), d(4, 12, 12, 32))).toBe('rows');
+    expect(conv3dVariant(fake(false, undefined), d(4, 12, 12, 32))).toBe('gemm');
+    expect(conv3dVariant(fake(true, undefined), d(4, 192, 192, 1))).toBe('gemm'); // 4 positions: narrow entries
+    expect(conv3dVariant(fake(true, undefined), d(4, 12, 12, 32), 'gemm')).toBe('gemm');
+    expect(conv3dVariant(fake(true, undefined, 1 << 20), d(4, 12, 12, 32))).toBe('gemm'); // 6 MiB maps over a 1 MiB binding
+    expect(conv3dVariant(fake(true, undefined, 1 << 20), d(4, 12, 12, 32), 'rows')).toBe('gemm');
+    expect(conv3dVariant(fake(true, undefined, 1 << 30, false), d(4, 12, 12, 32), 'rows-sg')).toBe('rows');
   });
 
-  it('[1,1,24,24,20]→2: position tiles and dW chunks split', async () => {
-    await runCase(small, { x: [1, 1, 24, 24, 20], co: 2, k: 3 }, makeRng(201), 'conv3d split');
+  it('REEF_CONV3D forces a variant, and a bad value is refused', () => {
+    expect(conv3dVariant(fake(false, 'rows'), d(4, 12, 12, 32))).toBe('rows');
+    expect(conv3dVariant(fake(false, 'rows'), d(4, 192, 192, 1))).toBe('rows');
+    expect(conv3dVariant(fake(false, 'rows-sg'), d(4, 12, 12, 32))).toBe('rows-sg');
+    expect(conv3dVariant(fake(true, 'gemm'), d(4, 12, 12, 32))).toBe('gemm');
+    expect(() => conv3dVariant(fake(true, 'fast'), d(1, 1, 1, 4))).toThrow(/REEF_CONV3D=fast/);
+  });
+
+  it('channel groups of 12, fewer up to 8 channels', () => {
+    expect(rowsGroups(12)).toEqual({ V: 3, NG: 1 });
+    expect(rowsGroups(24)).toEqual({ V: 3, NG: 2 });
+    expect(rowsGroups(13)).toEqual({ V: 3, NG: 2 });
+    expect(rowsGroups(1)).toEqual({ V: 1, NG: 1 });
+    expect(rowsGroups(7)).toEqual({ V: 2, NG: 1 });
   });
 });

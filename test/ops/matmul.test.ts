@@ -15,6 +15,8 @@ import { type Arr, makeRng } from '../ref/array';
 import { matmul as refMatmul } from '../ref/ops';
 import { matmulBackward } from '../ref/grads';
 import { backward, matmul, MATMUL_VARIANTS, ReefError, type DType, type MatmulVariant, type Runtime } from '../../src/index';
+import { planMatmul } from '../../src/ops/matmul';
+import { rowsSubgroupSize } from '../../src/ops/conv3d';
 
 // Top-level await: the adapter's capabilities decide which tests are skipped at collection time.
 const rt: Runtime = await testRuntime();
@@ -110,6 +112,37 @@ describe.each(MATMUL_VARIANTS.map((v) => [v]))('matmul variant=%s', (variant) =>
     it(label(c), async () => {
       await runCase(variant as MatmulVariant, c, 1000 + i);
     });
+  });
+});
+
+// Few columns and many rows: on CPU adapters with fixed-size subgroups regblock takes its rows_sg
+// kernel (lanes along rows, 12 columns per group), forward and dA; dB (M = K) stays on the others.
+describe('matmul regblock, few columns (rows_sg where the adapter has subgroups)', () => {
+  const ROWS: MMCase[] = [
+    { name: 'Linear 12→12, odd rows', M: 1031, K: 12, N: 12, transB: true, bias: true },
+    { name: 'Linear 48→12', M: 1029, K: 48, N: 12, transB: true, bias: true },
+    { name: 'Linear 12→36 (qkv)', M: 1100, K: 12, N: 36, transB: true, bias: true },
+    { name: 'N=13, two groups, B untransposed', M: 1025, K: 7, N: 13 },
+    { name: 'N=1', M: 1300, K: 5, N: 1, bias: true },
+    { name: 'N=47, transA', M: 1027, K: 9, N: 47, transA: true },
+    { name: 'transA+transB', M: 1033, K: 3, N: 20, transA: true, transB: true, bias: true },
+    { name: 'batch folded into rows', M: 343, K: 24, N: 24, aBatch: [3], transB: true, bias: true },
+    { name: 'batched both', M: 1030, K: 6, N: 10, aBatch: [2], bBatch: [2] },
+  ];
+  it('the plan takes rows_sg for these shapes exactly where subgroups are usable', () => {
+    const sg = rowsSubgroupSize(rt) > 0;
+    expect(planMatmul(rt, 1031, 12, { transB: true }, 'regblock').shader).toBe(sg ? 'rows_sg' : 'regblock');
+    expect(planMatmul(rt, 1031, 49, { transB: true }, 'regblock').shader).toBe('regblock');
+    expect(planMatmul(rt, 1000, 12, { transB: true }, 'regblock').shader).toBe('regblock');
+    expect(planMatmul(rt, 4096, 12, { transB: true }, 'tiled').shader).toBe('tiled');
+  });
+  ROWS.forEach((c, i) => {
+    it(label(c), async () => {
+      await runCase('regblock', c, 6000 + i);
+    });
+  });
+  it.skipIf(!rt.caps.f16)('f16: Linear 48→12 (bound MM_F16)', async () => {
+    await runCase('regblock', ROWS[1]!, 6100, 'f16');
   });
 });
 
