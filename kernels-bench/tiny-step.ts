@@ -12,7 +12,8 @@ import { prepareVolume } from '../src/data/volume-cache.js';
 import type { CropSource } from '../src/data/crops.js';
 import { DinoTrainer, type DinoTrainerOptions } from '../src/train/dino-trainer.js';
 import { makeBatches, type BatchSpec } from '../src/train/pretrain-batch.js';
-import { recipe, recipeModel } from '../src/train/pretrain-recipe.js';
+import { recipe, recipeRun } from '../src/train/pretrain-recipe.js';
+import { median } from './timing.js';
 import { formatProfile } from '../src/gpu/profiler.js';
 
 export interface TinyStepConfig {
@@ -44,64 +45,9 @@ export async function loadTinySources(log: (l: string) => void = () => {}): Prom
 }
 
 export function tinySetup(steps: number, seed = 0): { spec: BatchSpec; options: DinoTrainerOptions } {
-  const r = recipe('tiny');
-  const model = recipeModel(r);
-  const spec: BatchSpec = {
-    batch: r.batch,
-    accumulate: 1,
-    seed,
-    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale[0] < 1 ? r.regionScale : null, windowPerSample: r.windows === 'per-sample' },
-    masks: { ratio: r.maskRatio, probability: r.maskProbability },
-    patch: model.patch,
-  };
-  const epochs = steps / r.epochSteps;
-  const options: DinoTrainerOptions = {
-    model,
-    batch: r.batch,
-    globals: 2,
-    locals: r.locals,
-    globalSide: r.globalSide,
-    localSide: r.localSide,
-    prototypes: r.prototypes,
-    headHidden: r.headHidden,
-    bottleneck: r.bottleneck,
-    studentTemp: r.studentTemp,
-    centerMomentum: r.centerMomentum,
-    centering: r.centering,
-    centerInit: r.centerInit,
-    ibotWeight: r.ibotWeight,
-    koleoWeight: r.koleoWeight,
-    clip: r.clip,
-    clipMode: r.clipMode,
-    seed,
-    accumulate: 1,
-    sigregWeight: r.sigregWeight,
-    sigregSlices: r.sigregSlices,
-    dropPath: r.dropPath,
-    recompute: r.recompute === 'stages',
-    schedules: {
-      epochs,
-      epochSteps: r.epochSteps,
-      batchSize: r.batch,
-      baseLr: r.baseLr,
-      minLr: r.minLr,
-      warmupEpochs: Math.min(r.warmupEpochs, epochs),
-      weightDecay: r.weightDecay,
-      weightDecayEnd: r.weightDecayEnd,
-      momentumTeacher: r.momentumTeacher,
-      warmupTeacherTemp: r.warmupTeacherTemp,
-      teacherTemp: r.teacherTemp,
-      warmupTeacherTempEpochs: r.warmupTeacherTempEpochs,
-      freezeLastLayerEpochs: r.freezeLastLayerEpochs,
-    },
-  };
-  return { spec, options };
+  return recipeRun(recipe('tiny'), steps, seed);
 }
 
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /** Steps of each configuration, alternating (config 1 step 1, config 2 step 1, …). */
 export async function runTinySteps(rt: Runtime, o: TinyStepOptions): Promise<TinyStepResult[]> {

@@ -24,11 +24,10 @@ import { MetricsWriter, RunDirectory } from '../io/run-dir.js';
 import { readHeader, readTensor, type WriteTensor } from '../io/safetensors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { describeConfig } from '../models/swin3d/config.js';
-import { DinoTrainer, type DinoStepResult, type DinoTrainerOptions } from '../train/dino-trainer.js';
+import { DinoTrainer, type DinoStepResult } from '../train/dino-trainer.js';
 import { lossPlotSvg, seriesFromMetrics } from '../train/loss-plot.js';
-import { makeBatches, type BatchSpec } from '../train/pretrain-batch.js';
-import { MULTISCALE_MAPS, parseEmbeddingMaps } from '../models/swin3d/coralbay-encoder.js';
-import { recipe, recipeModel, type PretrainRecipe } from '../train/pretrain-recipe.js';
+import { makeBatches } from '../train/pretrain-batch.js';
+import { recipe, recipeModel, recipeRun, type PretrainRecipe } from '../train/pretrain-recipe.js';
 
 export interface PretrainOptions {
   /** A folder of .nii/.nii.gz files and DICOM series sub-folders, one DICOM series folder, a text file listing volumes, `sample` (the Debian head CT) or `phantom`. */
@@ -113,58 +112,8 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   const r = config.recipe;
   const model = recipeModel(r);
   const sources = await loadVolumes(config, log);
-  const accumulate = r.accumulate ?? 1;
-  if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new ReefError(`--accumulate ${accumulate}: expected an integer ≥ 1`);
-  const spec: BatchSpec = {
-    batch: r.batch,
-    accumulate,
-    seed: config.seed,
-    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale && r.regionScale[0] < 1 ? r.regionScale : null, windowPerSample: r.windows === 'per-sample' },
-    masks: { ratio: r.maskRatio, probability: r.maskProbability },
-    patch: model.patch,
-  };
-  const epochs = config.steps / r.epochSteps;
-  const trainerOptions: DinoTrainerOptions = {
-    model,
-    batch: r.batch,
-    globals: 2,
-    locals: r.locals,
-    globalSide: r.globalSide,
-    localSide: r.localSide,
-    prototypes: r.prototypes,
-    headHidden: r.headHidden,
-    bottleneck: r.bottleneck,
-    studentTemp: r.studentTemp,
-    centerMomentum: r.centerMomentum,
-    centering: r.centering,
-    centerInit: r.centerInit ?? 'zero',
-    ibotWeight: r.ibotWeight,
-    koleoWeight: r.koleoWeight,
-    embeddingMaps: parseEmbeddingMaps(r.embeddingMaps ?? MULTISCALE_MAPS.join(','), 'embeddingMaps'),
-    clip: r.clip,
-    clipMode: r.clipMode,
-    seed: config.seed,
-    accumulate,
-    sigregWeight: r.sigregWeight ?? 0,
-    sigregSlices: r.sigregSlices ?? 256,
-    dropPath: r.dropPath ?? 0,
-    recompute: r.recompute === 'stages',
-    schedules: {
-      epochs,
-      epochSteps: r.epochSteps,
-      batchSize: r.batch * accumulate,
-      baseLr: r.baseLr,
-      minLr: r.minLr,
-      warmupEpochs: Math.min(r.warmupEpochs, epochs),
-      weightDecay: r.weightDecay,
-      weightDecayEnd: r.weightDecayEnd,
-      momentumTeacher: r.momentumTeacher,
-      warmupTeacherTemp: r.warmupTeacherTemp,
-      teacherTemp: r.teacherTemp,
-      warmupTeacherTempEpochs: r.warmupTeacherTempEpochs,
-      freezeLastLayerEpochs: r.freezeLastLayerEpochs,
-    },
-  };
+  const { spec, options: trainerOptions } = recipeRun(r, config.steps, config.seed);
+  const accumulate = spec.accumulate ?? 1;
   log(`pretraining ${describeConfig(model)} (${config.preset}) on ${sources.length} volume(s), ${config.steps} steps of ${accumulate > 1 ? `${accumulate} × ` : ''}${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
   const trainer = new DinoTrainer(rt, trainerOptions);
   const metrics = new MetricsWriter(run.metricsPath);

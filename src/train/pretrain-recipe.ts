@@ -19,7 +19,9 @@
 import { ReefError } from '../gpu/errors.js';
 import { preset, type ModelConfig } from '../models/swin3d/config.js';
 import type { ClipMode } from './grad-clip.js';
-import { MULTISCALE_MAPS } from '../models/swin3d/coralbay-encoder.js';
+import { MULTISCALE_MAPS, parseEmbeddingMaps } from '../models/swin3d/coralbay-encoder.js';
+import type { DinoTrainerOptions } from './dino-trainer.js';
+import type { BatchSpec } from './pretrain-batch.js';
 
 export interface PretrainRecipe {
   model: string;
@@ -140,4 +142,62 @@ export function recipe(name: string): PretrainRecipe {
 
 export function recipeModel(r: PretrainRecipe): ModelConfig {
   return preset(r.model);
+}
+
+/** What a run of `steps` steps of recipe `r` needs: the batch spec and the trainer's options. */
+export function recipeRun(r: PretrainRecipe, steps: number, seed: number): { spec: BatchSpec; options: DinoTrainerOptions } {
+  const model = recipeModel(r);
+  const accumulate = r.accumulate ?? 1;
+  if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new ReefError(`--accumulate ${accumulate}: expected an integer ≥ 1`);
+  const spec: BatchSpec = {
+    batch: r.batch,
+    accumulate,
+    seed,
+    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale && r.regionScale[0] < 1 ? r.regionScale : null, windowPerSample: r.windows === 'per-sample' },
+    masks: { ratio: r.maskRatio, probability: r.maskProbability },
+    patch: model.patch,
+  };
+  const epochs = steps / r.epochSteps;
+  const options: DinoTrainerOptions = {
+    model,
+    batch: r.batch,
+    globals: 2,
+    locals: r.locals,
+    globalSide: r.globalSide,
+    localSide: r.localSide,
+    prototypes: r.prototypes,
+    headHidden: r.headHidden,
+    bottleneck: r.bottleneck,
+    studentTemp: r.studentTemp,
+    centerMomentum: r.centerMomentum,
+    centering: r.centering,
+    centerInit: r.centerInit ?? 'zero',
+    ibotWeight: r.ibotWeight,
+    koleoWeight: r.koleoWeight,
+    embeddingMaps: parseEmbeddingMaps(r.embeddingMaps ?? MULTISCALE_MAPS.join(','), 'embeddingMaps'),
+    clip: r.clip,
+    clipMode: r.clipMode,
+    seed,
+    accumulate,
+    sigregWeight: r.sigregWeight ?? 0,
+    sigregSlices: r.sigregSlices ?? 256,
+    dropPath: r.dropPath ?? 0,
+    recompute: r.recompute === 'stages',
+    schedules: {
+      epochs,
+      epochSteps: r.epochSteps,
+      batchSize: r.batch * accumulate,
+      baseLr: r.baseLr,
+      minLr: r.minLr,
+      warmupEpochs: Math.min(r.warmupEpochs, epochs),
+      weightDecay: r.weightDecay,
+      weightDecayEnd: r.weightDecayEnd,
+      momentumTeacher: r.momentumTeacher,
+      warmupTeacherTemp: r.warmupTeacherTemp,
+      teacherTemp: r.teacherTemp,
+      warmupTeacherTempEpochs: r.warmupTeacherTempEpochs,
+      freezeLastLayerEpochs: r.freezeLastLayerEpochs,
+    },
+  };
+  return { spec, options };
 }
