@@ -8,7 +8,7 @@
  */
 import { decodeNifti, featureStride, pcaRgb, type KernelProfile, type Volume } from '../src/index.js';
 import { BENCH_SIZES, runBrowserBench } from './bench.js';
-import { fileModel, getRuntime, modelInput, MODEL_HU_WINDOW, randomModel, runModel, TINY_PRESETS, type HostMap, type Model, type ModelInput, type RunOutcome, type TinyPreset } from './model.js';
+import { fileModel, getRuntime, useDevice, modelInput, MODEL_HU_WINDOW, randomModel, runModel, TINY_PRESETS, type HostMap, type Model, type ModelInput, type RunOutcome, type TinyPreset } from './model.js';
 import { pagePhantom, type PhantomKind } from './phantom.js';
 import { Viewer } from './viewer.js';
 
@@ -348,8 +348,18 @@ async function adapterInfo(): Promise<Record<string, unknown>> {
   return { describe: rt.describe(), vendor: c.vendor, architecture: c.architecture, device: c.device, description: c.description, isCpu: c.isCpu, f16: c.f16, subgroups: c.subgroups, subgroupMinSize: c.subgroupMinSize, subgroupMaxSize: c.subgroupMaxSize, timestamps: c.timestamps, maxStorageBufferBindingSize: c.maxStorageBufferBindingSize, maxBufferSize: c.maxBufferSize };
 }
 
+/** Switches the page to the caller's device; the weights on the old one are dropped. */
+async function useHostDevice(device: GPUDevice): Promise<Record<string, unknown>> {
+  state.model?.dispose();
+  state.model = null;
+  $('weights-info').textContent = 'no weights';
+  await useDevice(device);
+  return adapterInfo();
+}
+
 const hook = {
   ready: false,
+  useDevice: useHostDevice,
   lastError: null as string | null,
   loadPhantom,
   loadFile,

@@ -44,6 +44,12 @@ export function getRuntime(): Promise<Runtime> {
   return runtime;
 }
 
+/** Runs on the host page's own device from now on (as an app sharing a device with its renderer would). */
+export function useDevice(device: GPUDevice): Promise<Runtime> {
+  runtime = createRuntime({ device, profile: true });
+  return runtime;
+}
+
 export interface Model {
   config: ModelConfig;
   lookup: (name: string) => Tensor;

@@ -22,6 +22,7 @@ import type { ClipMode } from './grad-clip.js';
 import { MULTISCALE_MAPS, parseEmbeddingMaps } from '../models/swin3d/coralbay-encoder.js';
 import type { DinoTrainerOptions } from './dino-trainer.js';
 import type { BatchSpec } from './pretrain-batch.js';
+import { DEFAULT_AUGMENT } from '../data/augment.js';
 
 export interface PretrainRecipe {
   model: string;
@@ -70,6 +71,10 @@ export interface PretrainRecipe {
   regionScale: [number, number];
   /** One HU window per sample (all its crops) or one per crop. */
   windows: 'per-view' | 'per-sample';
+  /** Per-crop augmentation probabilities: each axis's flip, Gaussian smoothing, histogram shift. */
+  flipProb: number;
+  smoothProb: number;
+  histogramShiftProb: number;
   maskRatio: [number, number];
   maskProbability: number;
 }
@@ -106,6 +111,9 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   localScale: [0.05, 0.4],
   regionScale: [1, 1],
   windows: 'per-view',
+  flipProb: DEFAULT_AUGMENT.flipProb,
+  smoothProb: DEFAULT_AUGMENT.smoothProb,
+  histogramShiftProb: DEFAULT_AUGMENT.histogramShiftProb,
   maskRatio: [0.1, 0.5],
   maskProbability: 0.5,
 };
@@ -149,11 +157,16 @@ export function recipeRun(r: PretrainRecipe, steps: number, seed: number): { spe
   const model = recipeModel(r);
   const accumulate = r.accumulate ?? 1;
   if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new ReefError(`--accumulate ${accumulate}: expected an integer ≥ 1`);
+  for (const key of ['flipProb', 'smoothProb', 'histogramShiftProb'] as const) {
+    const p = r[key];
+    if (p !== undefined && !(p >= 0 && p <= 1)) throw new ReefError(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${p}: expected a probability in [0, 1]`);
+  }
   const spec: BatchSpec = {
     batch: r.batch,
     accumulate,
     seed,
-    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale && r.regionScale[0] < 1 ? r.regionScale : null, windowPerSample: r.windows === 'per-sample' },
+    crops: { nGlobal: 2, nLocal: r.locals, globalSide: r.globalSide, localSide: r.localSide, globalScale: r.globalScale, localScale: r.localScale, regionScale: r.regionScale && r.regionScale[0] < 1 ? r.regionScale : null, windowPerSample: r.windows === 'per-sample',
+      augment: { flipProb: r.flipProb ?? DEFAULT_AUGMENT.flipProb, smoothProb: r.smoothProb ?? DEFAULT_AUGMENT.smoothProb, histogramShiftProb: r.histogramShiftProb ?? DEFAULT_AUGMENT.histogramShiftProb } },
     masks: { ratio: r.maskRatio, probability: r.maskProbability },
     patch: model.patch,
   };

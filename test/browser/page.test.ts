@@ -9,6 +9,9 @@
  *   PCA overlay adds coloured pixels. The page screenshot goes to dist/browser-test/page.png and,
  *   when REEF_SCREENSHOT is set, to that path.
  * - A truncated NIfTI and a junk checkpoint: the page shows an error naming the file and the problem.
+ * - Weights that do not fit: the test hands the page its own device (default limits, as an app
+ *   sharing its renderer's device would), and a checkpoint with a tensor over maxBufferSize is
+ *   refused by name before upload; the page then still runs on that device.
  * - Without navigator.gpu the page says it has no WebGPU; the benchmark tab runs at 64².
  * Chromium is found at REEF_CHROMIUM or /usr/bin/chromium (scripts/setup.sh installs it); without
  * it the test is skipped with a note, except under CI=true, where that is a failure.
@@ -188,6 +191,40 @@ describe.skipIf(!HAVE && !CI)('the browser page in Chromium', () => {
     expect(bad).toMatch(/junk\.safetensors/);
     expect(await page.evaluate(() => window.reefPage.errorText())).toBe(bad);
   });
+
+  it('weights that do not fit: on a device the host page made with default limits, a tensor over maxBufferSize is refused before upload', async () => {
+    // The test plays an app that shares its own device with reef: default limits, so maxBufferSize is
+    // WebGPU's 256 MiB. The checkpoint (built in the page) holds one U8 tensor of 64 Mi + 1 values,
+    // 256 MiB + 4 bytes once widened to float32.
+    const info = await page.evaluate(async () => {
+      const adapter = await navigator.gpu.requestAdapter();
+      return window.reefPage.useDevice(await adapter!.requestDevice());
+    });
+    expect(info.maxBufferSize).toBe(256 * 2 ** 20);
+    const refused = await page.evaluate(() => {
+      const n = 64 * 2 ** 20 + 1;
+      let json = JSON.stringify({ 'swinViT.patch_embed.proj.weight': { dtype: 'U8', shape: [n], data_offsets: [0, n] } });
+      json += ' '.repeat((8 - (json.length % 8)) % 8);
+      const head = new Uint8Array(8 + json.length);
+      new DataView(head.buffer).setBigUint64(0, BigInt(json.length), true);
+      head.set(new TextEncoder().encode(json), 8);
+      const bytes = new Uint8Array(head.length + n);
+      bytes.set(head);
+      return window.reefPage.loadWeightsFile(bytes, 'huge.safetensors').then(() => 'loaded', (e: Error) => e.message);
+    });
+    console.log(`weights that do not fit: ${refused}`);
+    expect(refused).toMatch(/^huge\.safetensors: the weights do not fit: swinViT\.patch_embed\.proj\.weight needs 256\.0 MiB as float32, over this adapter's largest buffer \(256\.0 MiB\)/);
+    expect(await page.evaluate(() => window.reefPage.errorText())).toBe(refused);
+
+    // The page still works on that device: random tiny weights and a run on a small phantom.
+    await page.evaluate(() => window.reefPage.loadPhantom({ size: 16, kind: 'head' }));
+    await page.evaluate(() => window.reefPage.useRandomWeights(1, 'coralbay-tiny'));
+    const ran = await page.evaluate(() => window.reefPage.run('hidden_states.0', { maxSide: 16 }));
+    expect(ran.input).toEqual([16, 16, 16]);
+    expect(ran.names).toContain('hidden_states.0');
+    for (const d of ran.data) expect(d.every((v: number) => Number.isFinite(v))).toBe(true);
+    expect(await page.evaluate(() => window.reefPage.errorText())).toBe('');
+  }, 300_000);
 
   it('the benchmark tab runs the matmul engines at 64² with correct results', async () => {
     const rows = await page.evaluate(() => window.reefPage.bench({ sizes: [64], peaks: false, budgetMs: 200 }));
