@@ -233,6 +233,8 @@ function record(step: number, r: DinoStepResult, ms: number, crops: number, rt: 
     step_ms: Math.round(ms),
     crops_per_s: (crops * 1000) / ms,
     gpu_peak_bytes: rt.memory().peak,
+    // What the pool holds from the device (live + free lists): what the process really uses.
+    gpu_allocated_bytes: rt.memory().allocated,
   };
 }
 

@@ -51,7 +51,16 @@ export class BufferPool {
     private readonly onAsyncError: (e: Error) => void,
     /** Hands the runtime each pending error check, so `checkErrors()` waits for it. */
     private readonly track: (check: Promise<void>) => void = () => undefined,
+    /**
+     * Parked bytes past which the pool asks for the recorded commands to be submitted: until then a
+     * parked buffer cannot be reused, and a same-sized request makes a new one (in a big model's
+     * step that doubled the memory reef held).
+     */
+    private readonly parkLimit = Infinity,
+    private readonly submitRecorded: () => void = () => undefined,
   ) {}
+
+  private parkedBytes = 0;
 
   private readonly owners = new Map<GPUBuffer, string>();
 
@@ -97,14 +106,18 @@ export class BufferPool {
     if (this.idle.has(buffer)) throw new Error(`BufferPool.release: buffer '${buffer.label}' released twice`);
     this.idle.add(buffer);
     this.stats.inUse -= size;
-    if (this.recording()) this.parked.push(buffer);
-    else this.toFreeList(buffer, size);
+    if (this.recording()) {
+      this.parked.push(buffer);
+      this.parkedBytes += size;
+      if (this.parkedBytes > this.parkLimit) this.submitRecorded();
+    } else this.toFreeList(buffer, size);
   }
 
   /** Called once recorded commands have been submitted: parked buffers become reusable. */
   afterSubmit(): void {
     const parked = this.parked;
     this.parked = [];
+    this.parkedBytes = 0;
     for (const b of parked) this.toFreeList(b, this.sizeOf.get(b)!);
   }
 

@@ -52,6 +52,8 @@ export interface DispatchCall {
 }
 
 const UNIFORM_CACHE_MAX = 4096;
+/** Released-while-recording bytes that trigger a submit, so they can be reused (see BufferPool). */
+const PARK_LIMIT_BYTES = 64 * 2 ** 20;
 
 export class Runtime {
   readonly caps: Caps;
@@ -90,7 +92,7 @@ export class Runtime {
     this.caps = caps;
     this.maxBatch = maxBatch;
     const track = (check: Promise<void>) => void this.pendingScopes.push(check);
-    this.pool = new BufferPool(device, caps.maxBufferSize, caps.maxStorageBufferBindingSize, () => this.encoder !== null, (e) => this.fail(e), track);
+    this.pool = new BufferPool(device, caps.maxBufferSize, caps.maxStorageBufferBindingSize, () => this.encoder !== null, (e) => this.fail(e), track, PARK_LIMIT_BYTES, () => this.flush());
     this.pipelines = new PipelineCache(device, (label, e) => this.fail(new GpuValidationError([label], e.message)), track);
     this.profiler = profile ? new Profiler(device, caps.timestamps, host.waitForGpu) : null;
     this.dummy = device.createBuffer({ size: 16, usage: BufferUsage.STORAGE, label: 'reef-dummy' });

@@ -50,15 +50,23 @@ function fakeDevice(oomOnCreate = false) {
   return { device: device as unknown as GPUDevice, created, openScopes: () => scopes };
 }
 
-function makePool(opts: { maxBufferSize?: number; maxBindingSize?: number; oom?: boolean } = {}) {
+function makePool(opts: { maxBufferSize?: number; maxBindingSize?: number; oom?: boolean; parkLimit?: number } = {}) {
   const fake = fakeDevice(opts.oom);
   let recording = false;
   const errors: Error[] = [];
-  const pool = new BufferPool(fake.device, opts.maxBufferSize ?? 2 ** 32, opts.maxBindingSize ?? 2 ** 32, () => recording, (e: Error) => errors.push(e));
+  const submits: number[] = [];
+  // The runtime's submit: the pool is told afterwards, as Runtime.flush() does.
+  const submit = () => {
+    submits.push(pool.memory().allocated);
+    recording = false;
+    pool.afterSubmit();
+  };
+  const pool: BufferPool = new BufferPool(fake.device, opts.maxBufferSize ?? 2 ** 32, opts.maxBindingSize ?? 2 ** 32, () => recording, (e: Error) => errors.push(e), undefined, opts.parkLimit, submit);
   return {
     pool,
     ...fake,
     errors,
+    submits,
     setRecording(v: boolean) {
       recording = v;
     },
@@ -210,6 +218,29 @@ describe('BufferPool on a fake device', () => {
     const c = pool.acquire(2048, 'c');
     expect(c).toBe(a);
     expect(pool.memory().reuses).toBe(1);
+  });
+
+  it('asks for a submit once parked bytes pass the limit, so a same-sized request reuses them', () => {
+    const { pool, setRecording, submits, created } = makePool({ parkLimit: 3 * 4096 });
+    // A loop that makes a temporary, records a kernel on it, and frees it.
+    for (let i = 0; i < 10; i++) {
+      const b = pool.acquire(4096, `tmp${i}`);
+      setRecording(true);
+      pool.release(b);
+    }
+    // Submits after every 4th release (4 × 4096 > 3 × 4096): at most 4 buffers ever exist.
+    expect(submits.length).toBe(2);
+    expect(created.length).toBeLessThanOrEqual(4);
+    expect(pool.memory().inUse).toBe(0);
+    // Without a limit the same loop makes a buffer per iteration.
+    const unlimited = makePool();
+    for (let i = 0; i < 10; i++) {
+      const b = unlimited.pool.acquire(4096, `tmp${i}`);
+      unlimited.setRecording(true);
+      unlimited.pool.release(b);
+    }
+    expect(unlimited.created.length).toBe(10);
+    expect(unlimited.submits.length).toBe(0);
   });
 
   it('trim() leaves parked buffers alone; they become reusable after submit', () => {

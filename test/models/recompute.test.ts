@@ -32,12 +32,12 @@ describe('activation recomputation', () => {
     const x = tensor(rt, Float32Array.from(randnT([2, 1, 24, 20, 16], rng).data), [2, 1, 24, 20, 16]);
     const r = tensor(rt, Float32Array.from(randnT([2, 24 * 12], rng).data), [2, 24 * 12]);
 
-    const run = async (recompute: boolean) => {
+    const run = async (recompute: boolean, blockGroupBytes?: number) => {
       const draws = Rng.fromKeys(3);
       await rt.sync();
       rt.pool.resetPeak();
       const before = rt.memory().inUse;
-      const out = coralBayEncoderForward(x, W, { ...model, anySide: true, recompute, dropPath: { rate: 0.3, uniform: () => draws.float() } });
+      const out = coralBayEncoderForward(x, W, { ...model, anySide: true, recompute, blockGroupBytes, dropPath: { rate: 0.3, uniform: () => draws.float() } });
       const embedding = await out.embedding.read();
       const held = rt.memory().inUse - before; // what the tape keeps between forward and backward
       const loss = tidy(() => sum(mul(out.embedding, r)));
@@ -52,24 +52,44 @@ describe('activation recomputation', () => {
     };
     const plain = await run(false);
     const again = await run(true);
+    // UNETR blocks one sample at a time (a 1-byte group budget), as at 96³ with fs 48.
+    const bySample = await run(true, 1);
     expect(Buffer.from(again.embedding.buffer).equals(Buffer.from(plain.embedding.buffer))).toBe(true);
-    expect([...again.grads.keys()].sort()).toEqual([...plain.grads.keys()].sort());
-    expect(plain.grads.size).toBeGreaterThan(50);
-    let worst = 0;
-    for (const [name, g] of plain.grads) {
-      const h = again.grads.get(name)!;
+    const relErr = (want: Float32Array, got: Float32Array) => {
       let scale = 1e-20;
       let err = 0;
-      g.forEach((v, i) => {
+      want.forEach((v, i) => {
         scale = Math.max(scale, Math.abs(v));
-        err = Math.max(err, Math.abs(v - h[i]!));
+        err = Math.max(err, Math.abs(v - got[i]!));
       });
-      worst = Math.max(worst, err / scale);
-      expect(err / scale, name).toBeLessThan(1e-5);
+      return err / scale;
+    };
+    expect(relErr(plain.embedding, bySample.embedding)).toBeLessThan(1e-6);
+    expect(plain.grads.size).toBeGreaterThan(50);
+    // encoder1's residual conv maps one channel through a 1×1×1 kernel into an instance norm, which
+    // removes its scale: that gradient is zero in exact arithmetic, so its values are rounding noise
+    // and are checked against the model's gradient scale instead.
+    const NOISE = 'encoder1.layer.conv3.conv.weight';
+    const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const modelScale = Math.max(...[...plain.grads.values()].map(maxAbs));
+    const worst = [0, 0];
+    for (const [k, other] of [again, bySample].entries()) {
+      expect([...other.grads.keys()].sort()).toEqual([...plain.grads.keys()].sort());
+      for (const [name, g] of plain.grads) {
+        const h = other.grads.get(name)!;
+        if (name === NOISE) {
+          expect(Math.max(maxAbs(g), maxAbs(h))).toBeLessThan(1e-3 * modelScale);
+          continue;
+        }
+        const e = relErr(g, h);
+        worst[k] = Math.max(worst[k]!, e);
+        expect(e, name).toBeLessThan(1e-5);
+      }
     }
     const mib = (b: number) => (b / 2 ** 20).toFixed(1);
-    console.log(`recompute: worst relative gradient difference ${worst.toExponential(2)}; held after forward ${mib(plain.held)} → ${mib(again.held)} MiB, peak ${mib(plain.peak)} → ${mib(again.peak)} MiB`);
+    console.log(`recompute: worst relative gradient difference ${worst[0]!.toExponential(2)} (by samples ${worst[1]!.toExponential(2)}); held after forward ${mib(plain.held)} → ${mib(again.held)} MiB, peak ${mib(plain.peak)} → ${mib(again.peak)} → ${mib(bySample.peak)} MiB`);
     expect(again.held).toBeLessThan(0.5 * plain.held);
+    expect(bySample.held).toBeLessThan(0.5 * plain.held);
     disposeAll([x, r, ...weights.values()] as Tensor[]);
   });
 });
