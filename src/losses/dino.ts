@@ -2,13 +2,16 @@
  * DINO's self-distillation loss on [CLS] prototype scores (DINO / DINOv2):
  *   loss = 1/terms · Σ_{teacher global g} Σ_{student view v ≠ g} mean_b −Σ_k q_gbk · log_softmax(s_vb/τ_s)_k
  * with terms = G·V − G (G teacher globals, V student views, globals first: 2·(2+L) − 2).
- * Teacher targets: q = softmax((t − c)/τ_t) with an EMA centre c, or Sinkhorn–Knopp.
+ * Teacher targets: q = softmax((t − c)/τ_t) with an EMA centre c, or Sinkhorn–Knopp, optionally
+ * over a queue of the last steps' teacher logits too (SwAV's remedy for small batches: balancing
+ * 4 rows over K prototypes forces each row's entropy to at least ln(K/4)).
  */
 import type { Runtime } from '../gpu/runtime.js';
 import { ReefError } from '../gpu/errors.js';
 import { centeredSoftmax, updateCenter } from '../ops/dino-teacher.js';
 import { add } from '../ops/binary.js';
 import { sinkhornKnopp } from '../ops/sinkhorn.js';
+import { concat, slice } from '../ops/shape.js';
 import { temperedCrossEntropy } from '../ops/tempered-cross-entropy.js';
 import { zeros } from '../tensor/fill.js';
 import { noGrad } from '../tensor/grad-mode.js';
@@ -23,6 +26,8 @@ export interface DinoLossOptions {
   centerMomentum?: number;
   /** Teacher global crops G (default 2). */
   globalCrops?: number;
+  /** Rows of past teacher logits Sinkhorn–Knopp balances together with the batch's (default 0). */
+  queueRows?: number;
 }
 
 export class DinoLoss {
@@ -32,6 +37,9 @@ export class DinoLoss {
   readonly globalCrops: number;
   /** f32 [K], zero at the start; part of the training state (checkpoint it). */
   readonly center: Tensor;
+  /** f32 [Q, K]: past teacher logits, oldest first, the last `queueFilled` rows valid; training state. */
+  queue: Tensor | null;
+  queueFilled = 0;
 
   constructor(rt: Runtime, opts: DinoLossOptions) {
     this.outDim = opts.outDim;
@@ -40,6 +48,9 @@ export class DinoLoss {
     this.globalCrops = opts.globalCrops ?? 2;
     if (!(Number.isInteger(this.globalCrops) && this.globalCrops >= 1)) throw new ReefError(`DinoLoss: globalCrops must be a positive integer, got ${this.globalCrops}`);
     this.center = keep(zeros(rt, [this.outDim], { name: 'dino_center' }));
+    const Q = opts.queueRows ?? 0;
+    if (!(Number.isInteger(Q) && Q >= 0)) throw new ReefError(`DinoLoss: queueRows must be a whole number, got ${Q}`);
+    this.queue = Q > 0 ? keep(zeros(rt, [Q, this.outDim], { name: 'dino_queue' })) : null;
   }
 
   /** Centred, sharpened teacher probabilities of the global crops' logits [G·B, K] (no gradient). */
@@ -49,7 +60,37 @@ export class DinoLoss {
 
   /** Sinkhorn–Knopp teacher targets instead of centring (the centre is then not used). */
   teacherSinkhorn(teacherLogits: Tensor, teacherTemp: number, iterations = 3): Tensor {
-    return sinkhornKnopp(teacherLogits, teacherTemp, iterations);
+    if (!this.queue || this.queueFilled === 0) return sinkhornKnopp(teacherLogits, teacherTemp, iterations);
+    return noGrad(() => {
+      const [Q, K] = this.queue!.shape as [number, number];
+      const n = teacherLogits.shape[0]!;
+      const past = slice(this.queue!, [Q - this.queueFilled, 0], [Q, K]);
+      const all = concat([past, teacherLogits], 0);
+      const q = sinkhornKnopp(all, teacherTemp, iterations);
+      const mine = slice(q, [this.queueFilled, 0], [this.queueFilled + n, K]);
+      for (const t of [past, all, q]) t.dispose();
+      return mine;
+    });
+  }
+
+  /** Appends the step's teacher logits [n, K] to the queue (dropping the oldest); call after the loss. */
+  pushQueue(teacherLogits: Tensor): void {
+    const queue = this.queue;
+    if (!queue) return;
+    noGrad(() => {
+      const [Q, K] = queue.shape as [number, number];
+      const n = teacherLogits.shape[0]!;
+      let next: Tensor;
+      if (n >= Q) next = slice(teacherLogits, [n - Q, 0], [n, K]);
+      else {
+        const kept = slice(queue, [n, 0], [Q, K]);
+        next = concat([kept, teacherLogits], 0);
+        kept.dispose();
+      }
+      this.queue = keep(next);
+      queue.dispose();
+      this.queueFilled = Math.min(Q, this.queueFilled + n);
+    });
   }
 
   /**
@@ -107,5 +148,6 @@ export class DinoLoss {
 
   dispose(): void {
     this.center.dispose();
+    this.queue?.dispose();
   }
 }

@@ -50,6 +50,8 @@ export interface DinoTrainerOptions {
   studentTemp: number;
   centerMomentum: number;
   centering: 'centre' | 'sinkhorn';
+  /** With Sinkhorn–Knopp: rows of past teacher logits balanced with each batch's (0: none). */
+  sinkhornQueue?: number;
   /**
    * The centres' start: 'zero' (DINO) or 'batch', the first step's teacher mean. From 0 the first
    * steps' teacher targets keep the logit part all crops share, sharpened by τ_t, which can pull a
@@ -167,7 +169,7 @@ export class DinoTrainer {
     this.student = build(true);
     this.teacher = build(false);
     this.maskToken = keep(zeros(rt, [fs], { requiresGrad: true, name: 'mask_token' }));
-    this.dinoLoss = new DinoLoss(rt, { outDim: o.prototypes, studentTemp: o.studentTemp, centerMomentum: o.centerMomentum, globalCrops: o.globals });
+    this.dinoLoss = new DinoLoss(rt, { outDim: o.prototypes, studentTemp: o.studentTemp, centerMomentum: o.centerMomentum, globalCrops: o.globals, queueRows: o.centering === 'sinkhorn' ? (o.sinkhornQueue ?? 0) : 0 });
     this.ibotLoss = new IbotPatchLoss(rt, { outDim: o.prototypes, studentTemp: o.studentTemp, centerMomentum: o.centerMomentum });
     this.named = [...this.student.encoder.entries(), ...headParams(this.student), ['mask_token', this.maskToken]];
     this.optimizer = new AdamW(dinoParamGroups(this.named), { decays: 'ndim>1-not-bias' });
@@ -186,13 +188,14 @@ export class DinoTrainer {
     for (const [n, t] of [...this.teacher.encoder.entries(), ...headParams(this.teacher)]) out.set(`teacher.${n}`, t);
     for (const [n, t] of Object.entries(this.optimizer.stateTensors())) out.set(`optimizer.${n}`, t);
     out.set('dino_center', this.dinoLoss.center);
+    if (this.dinoLoss.queue) out.set('dino_queue', this.dinoLoss.queue);
     out.set('ibot_center', this.ibotLoss.center);
     return out;
   }
 
-  /** The host side of the training state (JSON): the optimizer's counters. */
-  stateMeta(): { optimizer: ReturnType<AdamW['stateMeta']> } {
-    return { optimizer: this.optimizer.stateMeta() };
+  /** The host side of the training state (JSON): the optimizer's counters, the queue's fill. */
+  stateMeta(): { optimizer: ReturnType<AdamW['stateMeta']>; dinoQueueFilled?: number } {
+    return { optimizer: this.optimizer.stateMeta(), ...(this.dinoLoss.queue ? { dinoQueueFilled: this.dinoLoss.queueFilled } : {}) };
   }
 
   /**
@@ -211,6 +214,7 @@ export class DinoTrainer {
       else writes.push([t, v]);
     }
     this.optimizer.loadState(meta.optimizer, moments);
+    this.dinoLoss.queueFilled = meta.dinoQueueFilled ?? 0;
     for (const [t, v] of writes) this.rt.write(t.buffer, v);
   }
 
@@ -239,7 +243,10 @@ export class DinoTrainer {
       if (applied) {
         noGrad(() => {
           emaUpdate([...this.teacher.encoder.values(), ...headParams(this.teacher).map((p) => p[1])], [...this.student.encoder.values(), ...headParams(this.student).map((p) => p[1])], s.teacherMomentum);
-          withRows(micro.map((m) => m.dinoLogits), (t) => this.dinoLoss.updateCenter(t));
+          withRows(micro.map((m) => m.dinoLogits), (t) => {
+            this.dinoLoss.updateCenter(t);
+            this.dinoLoss.pushQueue(t);
+          });
           withRows(micro.flatMap((m) => (m.ibotLogits ? [m.ibotLogits] : [])), (t) => this.ibotLoss.updateCenter(t));
         });
       } else {

@@ -41,6 +41,8 @@ export interface PretrainRecipe {
   warmupTeacherTempEpochs: number;
   centerMomentum: number;
   centering: 'centre' | 'sinkhorn';
+  /** With Sinkhorn–Knopp: rows of past teacher logits balanced together with each batch's (0: none). */
+  sinkhornQueue: number;
   /** The centres' start: 0 (DINO) or the first batch's teacher mean. */
   centerInit: 'zero' | 'batch';
   momentumTeacher: number;
@@ -89,6 +91,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   warmupTeacherTempEpochs: 30,
   centerMomentum: 0.9,
   centering: 'centre',
+  sinkhornQueue: 0,
   centerInit: 'zero',
   momentumTeacher: 0.996,
   baseLr: 5e-4,
@@ -157,6 +160,8 @@ export function recipeRun(r: PretrainRecipe, steps: number, seed: number): { spe
   const model = recipeModel(r);
   const accumulate = r.accumulate ?? 1;
   if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw new ReefError(`--accumulate ${accumulate}: expected an integer ≥ 1`);
+  const queue = r.sinkhornQueue ?? 0;
+  if (!(Number.isInteger(queue) && queue >= 0)) throw new ReefError(`--sinkhorn-queue ${queue}: expected a whole number of rows`);
   for (const key of ['flipProb', 'smoothProb', 'histogramShiftProb'] as const) {
     const p = r[key];
     if (p !== undefined && !(p >= 0 && p <= 1)) throw new ReefError(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${p}: expected a probability in [0, 1]`);
@@ -184,6 +189,7 @@ export function recipeRun(r: PretrainRecipe, steps: number, seed: number): { spe
     studentTemp: r.studentTemp,
     centerMomentum: r.centerMomentum,
     centering: r.centering,
+    sinkhornQueue: r.sinkhornQueue ?? 0,
     centerInit: r.centerInit ?? 'zero',
     ibotWeight: r.ibotWeight,
     koleoWeight: r.koleoWeight,

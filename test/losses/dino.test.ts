@@ -346,6 +346,44 @@ describe('Sinkhorn–Knopp', () => {
   });
 });
 
+describe('Sinkhorn–Knopp over a queue of past teacher logits', () => {
+  it('balances the batch with the queued rows (FIFO, partly then fully filled) as float64 Sinkhorn over both', async () => {
+    const K = 50;
+    const Q = 7;
+    const temp = 0.05;
+    const loss = new DinoLoss(rt, { outDim: K, queueRows: Q });
+    const rng = makeRng(77);
+    const history: number[][] = []; // every row pushed so far, float64 copies of the f32 values
+    try {
+      for (let step = 0; step < 4; step++) {
+        const batch = roundTo(randnT([3, K], rng, 0.4), 'f32');
+        const t = upload(rt, batch);
+        try {
+          const q = loss.teacherSinkhorn(t, temp);
+          const got = await download(q);
+          q.dispose();
+          // The queue holds the last min(Q, pushed) rows, oldest first.
+          const past = history.slice(-Q);
+          expect(loss.queueFilled).toBe(past.length);
+          const all = arr([past.length + 3, K], [...past.flat(), ...batch.data]);
+          const full = L.sinkhorn(all, temp, 3);
+          const expected = full.data.subarray(past.length * K);
+          expectRel('sinkhorn with a queue', 'forward', got, expected, SINKHORN);
+          loss.pushQueue(t);
+          for (let r = 0; r < 3; r++) history.push(Array.from(batch.data.subarray(r * K, (r + 1) * K)));
+        } finally {
+          t.dispose();
+        }
+      }
+      expect(loss.queueFilled).toBe(Q);
+      // The queue tensor itself: the last Q rows pushed.
+      expectRel('sinkhorn queue', 'contents', await download(loss.queue!), history.slice(-Q).flat(), 0);
+    } finally {
+      loss.dispose();
+    }
+  });
+});
+
 function sliceRows(t: Tensor, r0: number, r1: number): Tensor {
   return slice(t, [r0, 0], [r1, t.shape[1]!]);
 }
