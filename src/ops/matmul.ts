@@ -26,6 +26,7 @@ import { alignedCount, bindRange, lcm } from './binding-range.js';
 import { sameShape } from './geometry.js';
 import { rowsSubgroupSize } from './conv3d.js';
 import { sum } from './reduce.js';
+import { accumulate } from './pointwise.js';
 import { reshape } from './shape.js';
 
 export const MATMUL_SHADERS = {
@@ -210,8 +211,28 @@ function matmulKernel(a: Tensor, b: Tensor, out: Tensor, g: Geometry, transA: bo
   const fail = (why: string): never => {
     throw new ReefError(`matmul ${a.describe()} · ${b.describe()}: binding it in pieces of at most ${limit} bytes (the adapter's maxStorageBufferBindingSize): ${why}`);
   };
-  if (batch > 1 || transA) fail('only a single (or batch-folded) GEMM with an untransposed A can be split');
   const align = a.rt.caps.minStorageBufferOffsetAlignment;
+  if (transA && batch === 1 && !transB && !bias && out.size * bytesPer <= limit) {
+    // A weight gradient (xᵀ·dy over many tokens): blocks of the shared rows, each block's product
+    // added to C in order (split-K; the sum order is fixed, so it stays deterministic).
+    const kUnit = lcm(alignedCount(M * bytesPer, align), alignedCount(N * bytesPer, align));
+    const kPer = Math.floor(limit / (Math.max(M, N) * bytesPer) / kUnit) * kUnit;
+    if (kPer < 1) fail(`a block of ${kUnit} rows of A and B does not fit`);
+    const partial = empty(a.rt, [M, N], out.dtype, 'matmul_split_k');
+    try {
+      for (let k0 = 0; k0 < K; k0 += kPer) {
+        const rows = Math.min(kPer, K - k0);
+        const into = k0 === 0 ? out : partial;
+        const pieces = { a: bindRange(a, k0 * M, (k0 + rows) * M).slice, b: bindRange(b, k0 * N, (k0 + rows) * N).slice, c: into.buffer };
+        gemm(a, b, into, null, { M, N, K: rows, batch: 1, strideA: 0, strideB: 0, ldc: N }, true, false, pieces, variant, consts);
+        if (k0 > 0) accumulate(out, partial);
+      }
+    } finally {
+      partial.dispose();
+    }
+    return;
+  }
+  if (batch > 1 || transA) fail('only a single (or batch-folded) GEMM with an untransposed A, or an Aᵀ·B whose output fits, can be split');
   const rowUnit = lcm(alignedCount(K * bytesPer, align), alignedCount(N * bytesPer, align));
   const rowsPer = Math.floor(limit / (Math.max(K, N) * bytesPer) / rowUnit) * rowUnit;
   if (rowsPer < 1) fail(`a block of ${rowUnit} rows does not fit`);

@@ -68,6 +68,22 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
     });
   }
 
+  for (const variant of MATMUL_VARIANTS) {
+    it(`matmul[${variant}] (1001×12)ᵀ · 1001×20 (a weight gradient over many tokens): split over the shared rows, summed in order`, async () => {
+      const rng = makeRng(304);
+      await expectNoLeak(rt, () =>
+        checkOp(rt, {
+          op: `matmul[${variant}] pieces, split K`,
+          inputs: [randnT([1001, 12], rng), randnT([1001, 20], rng)],
+          gpu: ([a, b]) => matmul(a!, b!, { transA: true, variant }),
+          ref: ([a, b]) => refMatmul(a!, b!, { transA: true }),
+          bound: 4e-6,
+          rng,
+        }),
+      );
+    });
+  }
+
   it('matmul with an untransposed B over the limit: a clear error', () => {
     const rng = makeRng(303);
     const a = upload(rt, randnT([8, 64], rng));
