@@ -98,7 +98,8 @@ function reduceInPieces(x: Tensor, out: Tensor, reduced: number[], outCount: num
   const fail = (why: string): never => {
     throw new ReefError(`${op}: ${x.describe()} exceeds the adapter's maxStorageBufferBindingSize (${room} bytes): ${why}`);
   };
-  if (!reduced.every((a, i) => a === x.ndim - reduced.length + i)) fail('only reductions over the trailing axes are split into pieces');
+  if (reduced.every((a, i) => a === i)) return reduceLeadingInPieces(x, out, outCount, redCount, mean, op);
+  if (!reduced.every((a, i) => a === x.ndim - reduced.length + i)) fail('only reductions over the leading or the trailing axes are split into pieces');
   // Sub-rows: the fewest equal parts of a row that fit a binding with room for an aligned block.
   let parts = 1;
   while (parts <= redCount && (redCount % parts !== 0 || (redCount / parts) * E * alignedCount((redCount / parts) * E, align) > room)) parts++;
@@ -127,6 +128,31 @@ function reduceInPieces(x: Tensor, out: Tensor, reduced: number[], outCount: num
     rowSums(partial, 1);
     dispatchReduce(partial, partial.buffer, out.buffer, op, { rows: outCount, kept: [[outCount], [parts]], red: [[parts], [1]], scale: mean ? 1 / redCount : 1 });
   } finally {
+    partial.dispose();
+  }
+}
+
+/**
+ * x over the binding limit, reduced over its leading axes (a bias gradient: the sum of dy's rows):
+ * x is read as [R, C] in blocks of whole rows, each block summed into one row of a [blocks, C]
+ * temporary, whose rows are then summed in order.
+ */
+function reduceLeadingInPieces(x: Tensor, out: Tensor, C: number, R: number, mean: boolean, op: string): void {
+  const rt = x.rt;
+  const E = BYTES_PER_ELEMENT[x.dtype];
+  const pieces = pieceRanges(R, C * E, alignedCount(C * E, rt.caps.minStorageBufferOffsetAlignment), rt.caps.maxStorageBufferBindingSize);
+  if (!pieces) throw new ReefError(`${op}: ${x.describe()} exceeds the adapter's maxStorageBufferBindingSize (${rt.caps.maxStorageBufferBindingSize} bytes): a block of its rows of ${C} values does not fit`);
+  if ((C * E) % 4 !== 0) throw new ReefError(`${op}: ${x.describe()}: rows of an odd number of f16 values cannot be reduced in pieces`);
+  const partial = empty(rt, [pieces.length, C], x.dtype, `${op}_parts`);
+  const row = empty(rt, [C], x.dtype, `${op}_piece`);
+  try {
+    pieces.forEach(([r0, n], p) => {
+      dispatchReduce(x, bindRange(x, r0 * C, (r0 + n) * C).slice, row.buffer, op, { rows: C, kept: [[C], [1]], red: [[n], [C]], scale: 1 });
+      rt.copy(row.buffer, 0, partial.buffer, p * C * E, C * E);
+    });
+    dispatchReduce(partial, partial.buffer, out.buffer, op, { rows: C, kept: [[C], [1]], red: [[pieces.length], [C]], scale: mean ? 1 / R : 1 });
+  } finally {
+    row.dispose();
     partial.dispose();
   }
 }

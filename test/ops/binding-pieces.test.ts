@@ -223,6 +223,23 @@ describe(`ops bind tensors over the binding limit (${LIMIT} bytes) in pieces`, (
     }
   });
 
+  it('a sum over the leading axes of [3, 130, 24] and a mean over [0] of [700, 12] (a bias gradient): blocks of rows summed in order', async () => {
+    const rng = makeRng(336);
+    for (const [shape, axes, isMean] of [[[3, 130, 24], [0, 1], false], [[700, 12], [0], true]] as const) {
+      await expectNoLeak(rt, () =>
+        checkOp(rt, {
+          op: 'sum/mean pieces, leading axes',
+          inputs: [randnT([...shape], rng)],
+          gpu: ([x]) => (isMean ? mean(x!, [...axes]) : sum(x!, [...axes])),
+          ref: ([x]) => (isMean ? refMean(x!, [...axes]) : refSum(x!, [...axes])),
+          vjp: ([x], g) => [isMean ? meanBackward(g, x!.shape, [...axes]) : sumBackward(g, x!.shape, [...axes])],
+          bound: 1e-6,
+          rng,
+        }),
+      );
+    }
+  });
+
   it('permute of a [2, 5, 9, 10, 11] map to channels-last, and a slice of it: strided copies halved until they fit', async () => {
     const rng = makeRng(334);
     await expectNoLeak(rt, () =>
