@@ -21,14 +21,14 @@ export function recomputed(x: Tensor, W: WeightLookup, dropPath: DropPath | unde
       return v;
     },
   };
-  const tracking: WeightLookup = (name) => {
-    const t = W(name);
-    if (firstRun) used.add(t);
-    return t;
-  };
   return checkpoint(
-    ([input]) => {
+    ([input], param) => {
       next = 0;
+      const tracking: WeightLookup = (name) => {
+        const t = W(name);
+        if (firstRun) used.add(t);
+        return param(t);
+      };
       try {
         return fn(input!, tracking, replaying);
       } finally {

@@ -53,7 +53,7 @@ function dropPathScale(x: Tensor, p: number, uniform: () => number): Tensor | nu
   if (!(p < 1)) throw new ReefError(`drop-path rate ${p} must be below 1`);
   const B = x.shape[0]!;
   const keep = Float32Array.from({ length: B }, () => (uniform() < p ? 0 : 1 / (1 - p)));
-  return tensor(x.rt, keep, [B, 1, 1, 1, 1], { name: 'drop_path' });
+  return tensor(x.rt, keep, [B, 1, 1, 1, 1], { name: 'drop_path', dtype: x.dtype });
 }
 
 export interface PatchMask {
