@@ -28,6 +28,8 @@ const C_FWD = 1.5;
 const C_GRAD = 1.5;
 const bound = (K: number, c: number) => c * 1e-7 * Math.sqrt(K);
 
+const F16_BOUND = 2e-3;
+
 interface Case {
   x: [number, number, number, number, number];
   co: number;
@@ -35,7 +37,7 @@ interface Case {
   padding?: number;
 }
 
-function runCase(r: Runtime, c: Case, rng: Rng, op = 'conv3d', variant?: Conv3dVariant): Promise<void> {
+function runCase(r: Runtime, c: Case, rng: Rng, op = 'conv3d', variant?: Conv3dVariant, dtype: 'f32' | 'f16' = 'f32'): Promise<void> {
   const [B, Ci, D, H, W] = c.x;
   const K = c.k ** 3;
   const pad = c.padding ?? Math.floor(c.k / 2);
@@ -43,16 +45,19 @@ function runCase(r: Runtime, c: Case, rng: Rng, op = 'conv3d', variant?: Conv3dV
   return expectNoLeak(r, () =>
     checkOp(r, {
       op: `${op}${variant ? ` [${variant}]` : ''} k=${c.k}`,
-      inputs: [randnT(c.x, rng), randnT([c.co, Ci, c.k, c.k, c.k], rng)],
+      inputs: [randnT(c.x, rng, 1, dtype), randnT([c.co, Ci, c.k, c.k, c.k], rng, 1, dtype)],
       names: ['x', 'weight'],
+      dtype,
       gpu: ([x, w]) => conv3d(x!, w!, { ...(c.padding === undefined ? {} : { padding: c.padding }), ...(variant ? { variant } : {}) }),
       ref: ([x, w]) => refConv3d(x!, w!, pad),
       vjp: ([x, w], g) => {
         const r = conv3dBackward(x!, w!, g, pad);
         return [r.dx, r.dw];
       },
-      bound: bound(Ci * K, C_FWD),
-      gradBound: [bound(c.co * K, C_GRAD), bound(M, C_GRAD)],
+      // f16: inputs and gradients are f16 values, sums run in f32, each result is rounded to f16 once
+      // on store (2⁻¹¹ relative) and dW's partial blocks are added in f16.
+      bound: dtype === 'f16' ? F16_BOUND : bound(Ci * K, C_FWD),
+      gradBound: dtype === 'f16' ? F16_BOUND : [bound(c.co * K, C_GRAD), bound(M, C_GRAD)],
       rng,
     }),
   );
@@ -126,6 +131,32 @@ describe('conv3d on the GPU', () => {
       });
     });
   }
+
+  // Every variant with f16 storage (the encoders' activations in f16 training).
+  const halfCases: Case[] = [
+    { x: [2, 1, 9, 7, 11], co: 12, k: 3 },
+    { x: [1, 12, 5, 6, 7], co: 12, k: 3 },
+    { x: [1, 3, 5, 6, 13], co: 6, k: 3, padding: 2 },
+    { x: [1, 8, 12, 10, 9], co: 8, k: 1 },
+  ];
+  for (const variant of CONV3D_VARIANTS) {
+    halfCases.forEach((c, i) => {
+      it(`f16 ${variant}: [${c.x}]→${c.co}, k=${c.k}${c.padding !== undefined ? `, padding ${c.padding}` : ''}: forward, dx, dW`, async (ctx) => {
+        if (!rt.caps.f16) {
+          console.log('f16 conv3d skipped: this adapter has no shader-f16');
+          return ctx.skip();
+        }
+        await runCase(rt, c, makeRng(400 + i), 'conv3d f16', variant, 'f16');
+      });
+    });
+  }
+  it('f16 narrow kernels (few positions): [2,5,2,3,2]→70, k=3: forward, dx, dW', async (ctx) => {
+    if (!rt.caps.f16) {
+      console.log('f16 conv3d narrow skipped: this adapter has no shader-f16');
+      return ctx.skip();
+    }
+    await runCase(rt, { x: [2, 5, 2, 3, 2], co: 70, k: 3 }, makeRng(420), 'conv3d f16 narrow', undefined, 'f16');
+  });
 
   // Up to 32 output positions the forward and dx run the narrow kernels (lanes over channels).
   const narrow: Case[] = [

@@ -75,6 +75,37 @@ describe.each(WINDOW_ATTENTION_VARIANTS)('windowAttention3d (%s kernels)', (vari
     });
   });
 
+  // f16 storage (the encoders' activations in f16 training): inputs are f16 values, softmax and sums
+  // in f32, outputs and gradients rounded to f16 on store.
+  it('f16: [2,9,3,8] shifted, padded, masked: forward and gradients', async (ctx) => {
+    if (!rt.caps.f16) {
+      console.log('f16 window attention skipped: this adapter has no shader-f16');
+      return ctx.skip();
+    }
+    const hd = variant === 'rows' ? 4 : 3;
+    const heads = 2;
+    const cfg: Vec3 = [7, 7, 7];
+    const ws = windowAndShift([9, 3, 8], cfg, [3, 3, 3]);
+    const geo: Geo = { heads, win: ws.window, shift: ws.shift, cfg };
+    const rng = makeRng(90);
+    const shape = [2, 9, 3, 8, heads * hd];
+    const C = heads * hd;
+    await expectNoLeak(rt, () =>
+      checkOp(rt, {
+        op: `windowAttention3d ${variant} f16`,
+        inputs: [randnT(shape, rng, 1, 'f16'), randnT(shape, rng, 1, 'f16'), randnT(shape, rng, 1, 'f16'), randnT([3 * C], rng, 1, 'f16'), randnT([tableRowsOf(cfg), heads], rng, 0.5, 'f16')],
+        names: ['q', 'k', 'v', 'qkvBias', 'table'],
+        dtype: 'f16',
+        rng,
+        gpu: gpuOp(geo, variant),
+        ref: (xs) => refAttention(xs, geo).out,
+        vjp: (xs, g) => refAttention(xs, geo, g).grads,
+        bound: 2e-3,
+        gradBound: 4e-3,
+      }),
+    );
+  });
+
   it('backward is deterministic (two passes bitwise equal)', async () => {
     const size = [2, 9, 3, 8];
     const shape = [...size, 8];
