@@ -3,6 +3,7 @@
  *   --profile [--warmup N]          per-kernel GPU time table of one step
  *   --steps N --env A=x;B=y,...     alternate configurations given as environment settings
  *                                   (e.g. `REEF_CONV3D=gemm,REEF_CONV3D=` for forced vs default)
+ *   --steps N --precision f32,f16   alternate the encoders' activation types
  *   --conv [--reps N] [--variants gemm,rows-sg:16x3] [--shapes 0,2]   conv3d at the step's shapes
  *                                   (variant[:TWxV] sets the rows tiles)
  */
@@ -25,7 +26,7 @@ function envConfig(spec: string): TinyStepConfig {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { conv: { type: 'boolean', default: false }, reps: { type: 'string', default: '5' }, variants: { type: 'string' }, shapes: { type: 'string' }, profile: { type: 'boolean', default: false }, warmup: { type: 'string', default: '1' }, steps: { type: 'string', default: '5' }, env: { type: 'string', default: '' } } });
+  const { values } = parseArgs({ args: argv, options: { conv: { type: 'boolean', default: false }, reps: { type: 'string', default: '5' }, variants: { type: 'string' }, shapes: { type: 'string' }, profile: { type: 'boolean', default: false }, warmup: { type: 'string', default: '1' }, steps: { type: 'string', default: '5' }, env: { type: 'string', default: '' }, precision: { type: 'string' } } });
   const rt = await Runtime.create({ profile: values.profile || values.conv });
   try {
     console.log(`adapter: ${rt.describe()}\ndate: ${new Date().toISOString()}`);
@@ -39,7 +40,9 @@ export async function main(argv: string[]): Promise<number> {
       console.log(await profileTinyStep(rt, { warmup: Number(values.warmup), before: cfg.before }));
       return 0;
     }
-    const configs = values.env.split(',').map(envConfig);
+    const configs: TinyStepConfig[] = values.precision
+      ? values.precision.split(',').map((p) => ({ name: `activations ${p}`, options: { precision: p as 'f16' | 'f32' } }))
+      : values.env.split(',').map(envConfig);
     const res = await runTinySteps(rt, { steps: Number(values.steps), configs });
     const base = res[0]!.medianMs;
     for (const r of res) {

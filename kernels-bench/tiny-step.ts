@@ -20,6 +20,8 @@ export interface TinyStepConfig {
   name: string;
   /** Called before each of this configuration's steps (set a variant override, say). */
   before?: () => void;
+  /** Trainer options over the recipe's (precision, say). */
+  options?: Partial<DinoTrainerOptions>;
 }
 
 export interface TinyStepOptions {
@@ -54,7 +56,7 @@ export async function runTinySteps(rt: Runtime, o: TinyStepOptions): Promise<Tin
   const log = o.log ?? console.log;
   const sources = await loadTinySources(log);
   const { spec, options } = tinySetup(o.runSteps ?? 300, o.seed ?? 0);
-  const trainers = o.configs.map(() => new DinoTrainer(rt, options));
+  const trainers = o.configs.map((c) => new DinoTrainer(rt, { ...options, ...c.options }));
   const results: TinyStepResult[] = o.configs.map((c) => ({ name: c.name, stepMs: [], medianMs: NaN, losses: [] }));
   try {
     for (let step = 0; step < o.steps; step++) {

@@ -56,7 +56,7 @@ export function parsePretrainArgs(args: string[]): PretrainOptions {
       value = Number(text);
       if (!Number.isFinite(value)) throw new ReefError(`${flag} ${text}: expected a number`);
     } else {
-      const allowed = key === 'centering' ? ['centre', 'sinkhorn'] : key === 'clipMode' ? ['global', 'per-tensor'] : key === 'windows' ? ['per-view', 'per-sample'] : key === 'centerInit' ? ['zero', 'batch'] : key === 'recompute' ? ['none', 'stages'] : null;
+      const allowed = key === 'centering' ? ['centre', 'sinkhorn'] : key === 'clipMode' ? ['global', 'per-tensor'] : key === 'windows' ? ['per-view', 'per-sample'] : key === 'centerInit' ? ['zero', 'batch'] : key === 'recompute' ? ['none', 'stages'] : key === 'precision' ? ['auto', 'f16', 'f32'] : null;
       if (allowed && !allowed.includes(text)) throw new ReefError(`${flag} ${text}: expected ${allowed.join(' or ')}`);
       value = key === 'embeddingMaps' ? parseEmbeddingMaps(text, flag).join(',') : text;
     }

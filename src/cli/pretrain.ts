@@ -116,6 +116,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   const accumulate = spec.accumulate ?? 1;
   log(`pretraining ${describeConfig(model)} (${config.preset}) on ${sources.length} volume(s), ${config.steps} steps of ${accumulate > 1 ? `${accumulate} × ` : ''}${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
   const trainer = new DinoTrainer(rt, trainerOptions);
+  log(`activations ${trainer.activations}${trainer.lossScaler ? ` (f32 master weights, loss scale from ${trainer.lossScaler.scale})` : ''}`);
   const metrics = new MetricsWriter(run.metricsPath);
   let stopSignal: string | null = null;
   const onSignal = (name: string) => () => {
@@ -162,7 +163,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
       const rec = record(step + 1, res, ms, crops, rt);
       records.push(rec);
       await metrics.append(rec);
-      if (!res.applied) log(`\nstep ${step + 1}: non-finite ${res.nonFinite?.join(', ')}: step skipped`);
+      if (!res.applied) log(`\nstep ${step + 1}: non-finite ${res.nonFinite?.join(', ')}: step skipped${trainer.lossScaler ? ` (loss scale ${res.lossScale} → ${trainer.lossScaler.scale})` : ''}`);
       bar?.update(step + 1, {
         loss: res.loss.toFixed(4),
         dino: res.dino.toFixed(3),
@@ -228,6 +229,7 @@ function record(step: number, r: DinoStepResult, ms: number, crops: number, rt: 
     teacher_argmax_unique: r.teacherArgmaxUnique,
     teacher_argmax: r.teacherArgmax,
     masked_tokens: r.maskedTokens,
+    loss_scale: r.lossScale,
     skipped: !r.applied,
     ...(r.nonFinite ? { non_finite: r.nonFinite } : {}),
     step_ms: Math.round(ms),

@@ -8,6 +8,10 @@
  *   teacher(globals) ──► DINO head ─► centred softmax ─┐
  *                    └─► iBOT head (masked tokens) ─┐  │
  *   student(masked globals, locals) ─► heads ──► iBOT ┴► DINO + KoLeo [+ SIGReg] ─► backward ─► clip ─► AdamW ─► EMA
+ *
+ * With f16 activations the encoders run on f16 copies of the f32 master weights and f16 crops; the
+ * heads, losses, optimizer and EMA stay f32. The loss is multiplied by a dynamic scale before
+ * backward (train/loss-scaler.ts) and the gradients divided by it in the clip.
  */
 import type { Runtime } from '../gpu/runtime.js';
 import { ReefError } from '../gpu/errors.js';
@@ -23,6 +27,7 @@ import { weightLookup } from '../models/swin3d/state-dict.js';
 import { DinoHead } from '../nn/dino-head.js';
 import { add } from '../ops/binary.js';
 import { matmul } from '../ops/matmul.js';
+import { cast } from '../ops/cast.js';
 import { scale } from '../ops/pointwise.js';
 import { concat, permute, reshape } from '../ops/shape.js';
 import { backward, releaseGraph, zeroGrad } from '../tensor/backward.js';
@@ -33,6 +38,8 @@ import { keep, tidy, type Tensor } from '../tensor/tensor.js';
 import { AdamW, dinoParamGroups } from './adamw.js';
 import { emaUpdate } from './ema.js';
 import { GradClipper, type ClipMode } from './grad-clip.js';
+import { DynamicLossScaler, type LossScalerOptions, type LossScalerState } from './loss-scaler.js';
+import { HalfWeights } from './mixed-precision.js';
 import { poolMask, type Grid3 } from './masking.js';
 import { DinoSchedules, type DinoScheduleConfig, type ScheduleValues } from './schedules.js';
 
@@ -80,6 +87,14 @@ export interface DinoTrainerOptions {
   dropPath?: number;
   /** Recompute the student's stages and UNETR blocks in backward instead of keeping their activations. */
   recompute?: boolean;
+  /**
+   * The encoders' activations: 'f16' (needs shader-f16; f32 master weights, dynamic loss scaling),
+   * 'f32', or 'auto' (default): f16 where the adapter has shader-f16 and is not a CPU adapter, on
+   * which f16 arithmetic is emulated and slower (kernels-bench/RESULTS.md).
+   */
+  precision?: 'auto' | 'f16' | 'f32';
+  /** The dynamic loss scaler's settings (f16 only). */
+  lossScaler?: LossScalerOptions;
 }
 
 /** One step's crops: view-major (row v·B + b), values in [0, 1]; one mask per global row. */
@@ -111,6 +126,8 @@ export interface DinoStepResult {
   /** The teacher's argmax prototype per global crop (collapse shows as one value for all). */
   teacherArgmax: number[];
   maskedTokens: number;
+  /** The loss scale this step used (1 in f32). */
+  lossScale: number;
   nonFinite?: string[];
 }
 
@@ -142,6 +159,10 @@ export class DinoTrainer {
   private readonly clipper: GradClipper;
   private readonly named: [string, Tensor][];
   readonly patchGrid: Grid3;
+  /** The encoders' activation type, as resolved from `precision`. */
+  readonly activations: 'f16' | 'f32';
+  /** Null in f32. */
+  readonly lossScaler: DynamicLossScaler | null;
 
   constructor(
     readonly rt: Runtime,
@@ -153,6 +174,11 @@ export class DinoTrainer {
     if (o.batch < 2 && o.koleoWeight > 0) throw new ReefError(`KoLeo needs a neighbour: batch ${o.batch} must be at least 2 (or set the KoLeo weight to 0)`);
     if (o.globalSide % 32 !== 0) throw new ReefError(`global crops must be multiples of 32 (the CoralBay encoder's maps), got ${o.globalSide}`);
     this.schedules = new DinoSchedules(o.schedules);
+    const precision = o.precision ?? 'auto';
+    if (precision === 'f16' && !rt.caps.f16) throw new ReefError(`f16 activations need shader-f16, which this adapter (${rt.describe()}) lacks: use precision f32`);
+    if (!['auto', 'f16', 'f32'].includes(precision)) throw new ReefError(`precision '${String(precision)}': expected auto, f16 or f32`);
+    this.activations = precision === 'auto' ? (rt.caps.f16 && !rt.caps.isCpu ? 'f16' : 'f32') : precision;
+    this.lossScaler = this.activations === 'f16' ? new DynamicLossScaler(o.lossScaler) : null;
     const side = o.globalSide / (o.model.patch ?? 2);
     this.patchGrid = [side, side, side];
     const build = (requiresGrad: boolean): Net => {
@@ -194,8 +220,12 @@ export class DinoTrainer {
   }
 
   /** The host side of the training state (JSON): the optimizer's counters, the queue's fill. */
-  stateMeta(): { optimizer: ReturnType<AdamW['stateMeta']>; dinoQueueFilled?: number } {
-    return { optimizer: this.optimizer.stateMeta(), ...(this.dinoLoss.queue ? { dinoQueueFilled: this.dinoLoss.queueFilled } : {}) };
+  stateMeta(): { optimizer: ReturnType<AdamW['stateMeta']>; dinoQueueFilled?: number; lossScaler?: LossScalerState } {
+    return {
+      optimizer: this.optimizer.stateMeta(),
+      ...(this.dinoLoss.queue ? { dinoQueueFilled: this.dinoLoss.queueFilled } : {}),
+      ...(this.lossScaler ? { lossScaler: this.lossScaler.state() } : {}),
+    };
   }
 
   /**
@@ -213,7 +243,9 @@ export class DinoTrainer {
       if (name.startsWith('optimizer.')) moments[name.slice('optimizer.'.length)] = v;
       else writes.push([t, v]);
     }
+    if (this.lossScaler && !meta.lossScaler) throw new ReefError('checkpoint: no loss-scaler state, but this run trains with f16 activations (was it saved by an f32 run?)');
     this.optimizer.loadState(meta.optimizer, moments);
+    if (this.lossScaler && meta.lossScaler) this.lossScaler.loadState(meta.lossScaler);
     this.dinoLoss.queueFilled = meta.dinoQueueFilled ?? 0;
     for (const [t, v] of writes) this.rt.write(t.buffer, v);
   }
@@ -232,14 +264,16 @@ export class DinoTrainer {
     const s = this.schedules.at(step);
     const micro: MicroResult[] = [];
     try {
-      for (const [m, b] of list.entries()) micro.push(await this.forwardBackward(b, s, 1 / N, [step, m]));
-      const control = this.clipper.record(this.optimizer.params);
+      const lossScale = this.lossScaler?.scale ?? 1;
+      for (const [m, b] of list.entries()) micro.push(await this.forwardBackward(b, s, lossScale / N, [step, m]));
+      const control = this.clipper.record(this.optimizer.params, { invScale: 1 / lossScale });
       this.optimizer.update({ lr: s.lr, weightDecay: s.weightDecay, lrScales: { last_layer: s.lastLayerLrScale }, control });
       const stats = await this.clipper.read();
       const values = await Promise.all(micro.map((m) => Promise.all(m.terms.map((t) => t.read()))));
       const mean = (i: number) => values.reduce((a, v) => a + v[i]![0]!, 0) / N;
       const [lossV, dinoV, ibotV, koleoV, sigregV] = [0, 1, 2, 3, 4].map(mean) as [number, number, number, number, number];
       const applied = stats.finite && Number.isFinite(lossV);
+      this.lossScaler?.update(applied);
       if (applied) {
         noGrad(() => {
           emaUpdate([...this.teacher.encoder.values(), ...headParams(this.teacher).map((p) => p[1])], [...this.student.encoder.values(), ...headParams(this.student).map((p) => p[1])], s.teacherMomentum);
@@ -274,6 +308,7 @@ export class DinoTrainer {
         teacherArgmaxUnique: unique,
         teacherArgmax: argmax,
         maskedTokens: micro.reduce((n, m) => n + m.maskedTokens, 0),
+        lossScale,
         ...(applied ? {} : { nonFinite: Number.isFinite(lossV) ? stats.nonFiniteTensors.map((i) => this.nameOf(this.optimizer.params[i]!)) : ['loss'] }),
       };
     } finally {
@@ -292,11 +327,13 @@ export class DinoTrainer {
     if (batch.globals.length !== G * o.globalSide ** 3 || batch.locals.length !== L * o.localSide ** 3 || batch.masks.length !== G) {
       throw new ReefError(`DinoTrainer.step: the batch does not hold ${G} global crops of ${o.globalSide}³, ${L} local crops of ${o.localSide}³ and ${G} masks`);
     }
-    const globals = tensor(rt, batch.globals, [G, 1, o.globalSide, o.globalSide, o.globalSide], { name: 'globals' });
-    const locals = L > 0 ? tensor(rt, batch.locals, [L, 1, o.localSide, o.localSide, o.localSide], { name: 'locals' }) : null;
+    const half = this.activations === 'f16';
+    const dtype = this.activations;
+    const globals = tensor(rt, batch.globals, [G, 1, o.globalSide, o.globalSide, o.globalSide], { name: 'globals', dtype });
+    const locals = L > 0 ? tensor(rt, batch.locals, [L, 1, o.localSide, o.localSide, o.localSide], { name: 'locals', dtype }) : null;
     const maskValues = new Float32Array(G * this.patchGrid[0] * this.patchGrid[1] * this.patchGrid[2]);
     batch.masks.forEach((m, i) => maskValues.set(m, i * m.length));
-    const patchMask = tensor(rt, maskValues, [G, ...this.patchGrid, 1], { name: 'ibot_mask' });
+    const patchMask = tensor(rt, maskValues, [G, ...this.patchGrid, 1], { name: 'ibot_mask', dtype });
     // The loss reads stage-3 tokens: the mask max-pooled by 8 (three merges).
     const pooled = batch.masks.map((m) => poolMask(m, this.patchGrid, 8));
     const tokens = maskedTokens(pooled.map((p) => p.mask));
@@ -310,13 +347,17 @@ export class DinoTrainer {
     const dropPath = (o.dropPath ?? 0) > 0 ? { rate: o.dropPath!, uniform: () => dropRng.float() } : undefined;
     const owned: Tensor[] = [globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(slices ? [slices] : [])];
     const cfg = { ...o.model, ...(o.embeddingMaps ? { embeddingMaps: o.embeddingMaps } : {}) };
+    // f16 copies of the master weights, made on first use and kept until after backward.
+    const teacherCopies = half ? new HalfWeights(weightLookup(this.teacher.encoder, 'teacher')) : null;
+    const studentCopies = half ? new HalfWeights(weightLookup(this.student.encoder, 'student')) : null;
+    const toF32 = (t: Tensor) => cast(t, 'f32');
     try {
       // Teacher: globals only, no graph.
       const teacherOut = noGrad(() =>
         tidy(() => {
-          const out = coralBayEncoderForward(globals, weightLookup(this.teacher.encoder, 'teacher'), cfg);
-          const dinoLogits = this.teacher.dinoHead.forward(out.embedding);
-          const ibotLogits = select ? this.teacher.ibotHead.forward(matmul(select, stageTokens(out.maps[4]!))) : null;
+          const out = coralBayEncoderForward(globals, teacherCopies?.lookup ?? weightLookup(this.teacher.encoder, 'teacher'), cfg);
+          const dinoLogits = this.teacher.dinoHead.forward(toF32(out.embedding));
+          const ibotLogits = select ? this.teacher.ibotHead.forward(matmul(select, toF32(stageTokens(out.maps[4]!)))) : null;
           if (o.centerInit === 'batch' && keys[0] === 0 && keys[1] === 0) {
             this.dinoLoss.initCenter(dinoLogits);
             if (ibotLogits) this.ibotLoss.initCenter(ibotLogits);
@@ -328,19 +369,21 @@ export class DinoTrainer {
           return { dinoLogits, ibotLogits, q, qi };
         }),
       );
+      teacherCopies?.dispose();
       owned.push(...[teacherOut.dinoLogits, teacherOut.q, teacherOut.ibotLogits, teacherOut.qi].filter((t): t is Tensor => t !== null));
 
       // Student: masked globals and the locals, one graph.
       const terms = tidy(() => {
-        const W = weightLookup(this.student.encoder, 'student');
+        const W = studentCopies?.lookup ?? weightLookup(this.student.encoder, 'student');
         const recompute = o.recompute ?? false;
-        const g = coralBayEncoderForward(globals, W, { ...cfg, dropPath, recompute, mask: { patches: patchMask, token: this.maskToken } });
+        const g = coralBayEncoderForward(globals, W, { ...cfg, dropPath, recompute, mask: { patches: patchMask, token: cast(this.maskToken, dtype) } });
         const l = locals ? coralBayEncoderForward(locals, W, { ...cfg, dropPath, recompute, anySide: true }) : null;
-        const views = [this.student.dinoHead.forward(g.embedding), ...(l ? [this.student.dinoHead.forward(l.embedding)] : [])];
+        const gEmbedding = toF32(g.embedding);
+        const views = [this.student.dinoHead.forward(gEmbedding), ...(l ? [this.student.dinoHead.forward(toF32(l.embedding))] : [])];
         const dino = this.dinoLoss.forward(views, teacherOut.q);
-        const ibot = select && teacherOut.qi ? this.ibotLoss.forward(this.student.ibotHead.forward(matmul(select, stageTokens(g.maps[4]!))), teacherOut.qi, weights) : zeros(rt, []);
-        const koleo = o.koleoWeight > 0 ? koleoLoss(g.embedding, { group: B }) : zeros(rt, []);
-        const sigreg = slices ? sigregLoss(g.embedding, slices) : zeros(rt, []);
+        const ibot = select && teacherOut.qi ? this.ibotLoss.forward(this.student.ibotHead.forward(matmul(select, toF32(stageTokens(g.maps[4]!)))), teacherOut.qi, weights) : zeros(rt, []);
+        const koleo = o.koleoWeight > 0 ? koleoLoss(gEmbedding, { group: B }) : zeros(rt, []);
+        const sigreg = slices ? sigregLoss(gEmbedding, slices) : zeros(rt, []);
         let loss = add(add(dino, scale(ibot, o.ibotWeight)), scale(koleo, o.koleoWeight));
         if (slices) loss = add(loss, scale(sigreg, sigregWeight));
         // Outputs the loss does not read (the locals' hs3, say) hold tape nodes backward never
@@ -357,11 +400,14 @@ export class DinoTrainer {
         backward(scaled);
       }
       for (const t of terms) releaseGraph(t);
+      studentCopies?.dispose();
       // Drop what the centre and the statistics do not need before the next micro-batch.
       for (const t of [...terms.slice(5), globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(slices ? [slices] : []), ...(teacherOut.qi ? [teacherOut.qi] : [])]) t.dispose();
       return { terms: terms.slice(0, 5), dinoLogits: teacherOut.dinoLogits, ibotLogits: teacherOut.ibotLogits, q: teacherOut.q, maskedTokens: tokens.positions.length, owned };
     } catch (e) {
       for (const t of owned) t.dispose();
+      teacherCopies?.dispose();
+      studentCopies?.dispose();
       throw e;
     }
   }

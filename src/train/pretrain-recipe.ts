@@ -64,6 +64,8 @@ export interface PretrainRecipe {
   dropPath: number;
   /** 'stages': the student's SwinViT stages and UNETR blocks are recomputed in backward (less memory, ~1 more forward). */
   recompute: 'none' | 'stages';
+  /** The encoders' activations: f16 (f32 master weights, dynamic loss scaling), f32, or auto (f16 on a GPU with shader-f16). */
+  precision: 'auto' | 'f16' | 'f32';
   clip: number;
   clipMode: ClipMode;
   /** Crop scale ranges (volume fraction of the body's bounding box). */
@@ -108,6 +110,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   sigregSlices: 256,
   dropPath: 0,
   recompute: 'none',
+  precision: 'auto',
   clip: 3,
   clipMode: 'global',
   globalScale: [0.4, 1],
@@ -202,6 +205,7 @@ export function recipeRun(r: PretrainRecipe, steps: number, seed: number): { spe
     sigregSlices: r.sigregSlices ?? 256,
     dropPath: r.dropPath ?? 0,
     recompute: r.recompute === 'stages',
+    precision: r.precision ?? 'auto',
     schedules: {
       epochs,
       epochSteps: r.epochSteps,

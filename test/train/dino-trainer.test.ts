@@ -2,7 +2,8 @@
  * The self-distillation step end to end on a tiny CoralBay encoder and the synthetic phantom:
  * losses finite and teacher distributions proper; a run stopped after step k and restored from the
  * saved tensors and counters gives bitwise the losses of a run that never stopped; the teacher starts
- * as the student and follows it by EMA.
+ * as the student and follows it by EMA. With f16 activations: close to the f32 step, the loss scale
+ * saved and restored, and an overflowing scale skips the step (weights untouched) and backs off.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime';
@@ -40,6 +41,8 @@ const OPTS: DinoTrainerOptions = {
   clipMode: 'global',
   schedules: { epochs: 2, epochSteps: 2, batchSize: 2, baseLr: 0.1, warmupEpochs: 1, warmupTeacherTempEpochs: 1 },
   seed: 7,
+  // Pinned: 'auto' would pick f16 on a GPU with shader-f16 and change the bounds below.
+  precision: 'f32',
 };
 const SPEC: BatchSpec = { batch: 2, seed: 11, crops: { nGlobal: 2, nLocal: 2, globalSide: 32, localSide: 16 } };
 const terms = (r: DinoStepResult) => [r.loss, r.dino, r.ibot, r.koleo, r.gradNorm];
@@ -140,5 +143,68 @@ describe('DINO + iBOT + KoLeo step on a tiny CoralBay encoder', () => {
     const rb = await b.step(0, makeBatch(sources, 0, SPEC));
     b.dispose();
     expect(terms(rb).concat(rb.sigreg)).toEqual(terms(ra).concat(ra.sigreg));
+  });
+
+  describe('f16 activations (f32 master weights, dynamic loss scale)', () => {
+    const needF16 = () => {
+      if (rt.caps.f16) return true;
+      console.log('f16 trainer tests skipped: this adapter has no shader-f16');
+      return false;
+    };
+
+    it('tracks the f32 step within f16 rounding, and resumes bitwise with its loss scale', async () => {
+      if (!needF16()) return;
+      const half = new DinoTrainer(rt, { ...OPTS, precision: 'f16', lossScaler: { initScale: 2 ** 12, growthInterval: 2 } });
+      expect(half.activations).toBe('f16');
+      const steps: DinoStepResult[] = [];
+      for (let step = 0; step < 2; step++) steps.push(await half.step(step, makeBatch(sources, step, SPEC)));
+      // growthInterval 2: two finite steps double the scale.
+      expect(steps.map((r) => r.lossScale)).toEqual([2 ** 12, 2 ** 12]);
+      expect(half.lossScaler!.scale).toBe(2 ** 13);
+      const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-3);
+      for (const [k, r] of steps.entries()) {
+        expect(r.applied).toBe(true);
+        const want = straight[k]!;
+        const errs = [rel(r.loss, want.loss), rel(r.dino, want.dino), rel(r.ibot, want.ibot), rel(r.gradNorm, want.gradNorm)];
+        console.log(`f16 step ${k}: loss ${r.loss.toFixed(5)} (f32 ${want.loss.toFixed(5)}), relative differences loss/dino/ibot/|g| ${errs.map((e) => e.toExponential(1)).join(' / ')}`);
+        for (const e of errs) expect(e).toBeLessThan(2e-2);
+      }
+      const saved = new Map<string, Float32Array>();
+      for (const [name, t] of half.stateTensors()) saved.set(name, await t.read());
+      const meta = JSON.parse(JSON.stringify(half.stateMeta())) as ReturnType<DinoTrainer['stateMeta']>;
+      expect(meta.lossScaler?.scale).toBe(2 ** 13);
+      const next = await half.step(2, makeBatch(sources, 2, SPEC));
+      half.dispose();
+      const resumed = new DinoTrainer(rt, { ...OPTS, precision: 'f16', seed: 99, lossScaler: { initScale: 1, growthInterval: 2 } });
+      // An f32 run's state has no scale to take up.
+      expect(() => resumed.loadState({ ...meta, lossScaler: undefined }, (n) => saved.get(n))).toThrow(/no loss-scaler state/);
+      resumed.loadState(meta, (n) => saved.get(n));
+      const again = await resumed.step(2, makeBatch(sources, 2, SPEC));
+      resumed.dispose();
+      expect(again.lossScale).toBe(2 ** 13);
+      expect(terms(again)).toEqual(terms(next));
+    });
+
+    it('skips a step whose f16 gradients overflow, leaves the weights as they were, and backs the scale off', async () => {
+      if (!needF16()) return;
+      const t = new DinoTrainer(rt, { ...OPTS, precision: 'f16', lossScaler: { initScale: 2 ** 40, backoffFactor: 2 ** -30 } });
+      const before = await Promise.all(t.parameters.map(([, p]) => p.read()));
+      const teacherBefore = await Promise.all([...t.teacher.encoder.values()].map((p) => p.read()));
+      const r0 = await t.step(0, makeBatch(sources, 0, SPEC));
+      expect(r0.applied).toBe(false);
+      expect(r0.lossScale).toBe(2 ** 40);
+      expect(r0.nonFinite!.length).toBeGreaterThan(0);
+      expect(t.lossScaler!.scale).toBe(2 ** 10);
+      expect(t.lossScaler!.skippedSteps).toBe(1);
+      const after = await Promise.all(t.parameters.map(([, p]) => p.read()));
+      after.forEach((v, i) => expect(Buffer.from(v.buffer).equals(Buffer.from(before[i]!.buffer)), t.parameters[i]![0]).toBe(true));
+      const teacherAfter = await Promise.all([...t.teacher.encoder.values()].map((p) => p.read()));
+      teacherAfter.forEach((v, i) => expect(Buffer.from(v.buffer).equals(Buffer.from(teacherBefore[i]!.buffer))).toBe(true));
+      const r1 = await t.step(1, makeBatch(sources, 1, SPEC));
+      expect(r1.applied).toBe(true);
+      expect(r1.lossScale).toBe(2 ** 10);
+      for (const v of terms(r1)) expect(Number.isFinite(v)).toBe(true);
+      t.dispose();
+    });
   });
 });
