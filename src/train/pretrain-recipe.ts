@@ -46,6 +46,8 @@ export interface PretrainRecipe {
   /** The centres' start: 0 (DINO) or the first batch's teacher mean. */
   centerInit: 'zero' | 'batch';
   momentumTeacher: number;
+  /** The teacher momentum's end value (cosine from momentumTeacher; DINO: 1). */
+  momentumTeacherEnd: number;
   baseLr: number;
   minLr: number;
   warmupEpochs: number;
@@ -96,6 +98,7 @@ const DINO: Omit<PretrainRecipe, 'model' | 'batch' | 'globalSide' | 'localSide' 
   sinkhornQueue: 0,
   centerInit: 'zero',
   momentumTeacher: 0.996,
+  momentumTeacherEnd: 1,
   baseLr: 5e-4,
   minLr: 1e-6,
   warmupEpochs: 10,
@@ -216,6 +219,7 @@ export function recipeRun(r: PretrainRecipe, steps: number, seed: number): { spe
       weightDecay: r.weightDecay,
       weightDecayEnd: r.weightDecayEnd,
       momentumTeacher: r.momentumTeacher,
+      momentumTeacherEnd: r.momentumTeacherEnd ?? 1,
       warmupTeacherTemp: r.warmupTeacherTemp,
       teacherTemp: r.teacherTemp,
       warmupTeacherTempEpochs: r.warmupTeacherTempEpochs,

@@ -1,11 +1,12 @@
 /**
  * Recipe → run: the augmentation probabilities reach the crop sampler from their flags and are
- * checked as probabilities.
+ * checked as probabilities; the precision and the teacher momentum's end reach the trainer.
  */
 import { describe, expect, it } from 'vitest';
 import { recipe, recipeRun } from '../../src/train/pretrain-recipe';
 import { parsePretrainArgs } from '../../src/cli/pretrain-args';
 import { DEFAULT_AUGMENT } from '../../src/data/augment';
+import { DinoSchedules } from '../../src/train/schedules';
 
 describe('pretrain recipe', () => {
   it('passes the augmentation probabilities to the crops, defaulting to the augment module', () => {
@@ -19,5 +20,19 @@ describe('pretrain recipe', () => {
   it('rejects a probability outside [0, 1] by its flag name', () => {
     expect(() => recipeRun({ ...recipe('tiny'), flipProb: 1.5 }, 10, 0)).toThrow(/--flip-prob 1.5: expected a probability/);
     expect(() => recipeRun({ ...recipe('tiny'), histogramShiftProb: -0.1 }, 10, 0)).toThrow(/--histogram-shift-prob -0.1/);
+  });
+
+  it('passes --precision and --momentum-teacher-end to the trainer; a bad precision is refused', () => {
+    const opts = parsePretrainArgs(['--data', 'sample', '--steps', '50', '--out', 'x', '--precision', 'f16', '--momentum-teacher-end', '0.99']);
+    const r = { ...recipe('tiny'), ...opts.overrides };
+    const { options } = recipeRun(r, 50, 0);
+    expect(options.precision).toBe('f16');
+    expect(recipeRun(recipe('tiny'), 50, 0).options.precision).toBe('auto');
+    const momenta = [0, 25, 49].map((k) => new DinoSchedules(options.schedules).at(k).teacherMomentum);
+    expect(momenta.map((m) => m.toFixed(12))).toEqual(momenta.map(() => (0.99).toFixed(12)));
+    // The default still ends at 1 (DINO).
+    const dflt = new DinoSchedules(recipeRun({ ...recipe('tiny'), momentumTeacher: 0.99 }, 50, 0).options.schedules);
+    expect(dflt.at(49).teacherMomentum).toBeGreaterThan(0.9999);
+    expect(() => parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--precision', 'f8'])).toThrow(/--precision f8: expected auto or f16 or f32/);
   });
 });
