@@ -9,7 +9,8 @@
  */
 import { ReefError } from '../../gpu/errors.js';
 import { mean } from '../../ops/reduce.js';
-import { concat, permute, slice } from '../../ops/shape.js';
+import { concat, permute } from '../../ops/shape.js';
+import { bySampleGroups } from './sample-groups.js';
 import { isGradEnabled } from '../../tensor/grad-mode.js';
 import { unetResBlock } from '../../nn/unet-res-block.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -74,27 +75,6 @@ export function parseEmbeddingMaps(text: string, what = 'embedding maps'): Embed
 /** Default output bytes of one group of a UNETR block run by groups of samples. */
 export const BLOCK_GROUP_BYTES = 64 * 2 ** 20;
 
-/** `fn` over groups of whole samples of x (dim 0) whose outputs stay under `budget` (at least one sample each), concatenated. */
-function bySampleGroups(x: Tensor, outBytes: number, budget: number, fn: (part: Tensor) => Tensor): Tensor {
-  const B = x.shape[0]!;
-  const group = Math.max(1, Math.floor(budget / (outBytes / B)));
-  if (group >= B) return fn(x);
-  const parts: Tensor[] = [];
-  try {
-    for (let b = 0; b < B; b += group) {
-      const piece = slice(x, [b, ...x.shape.slice(1).map(() => 0)], [Math.min(B, b + group), ...x.shape.slice(1)]);
-      try {
-        parts.push(fn(piece));
-      } finally {
-        piece.dispose();
-      }
-    }
-    return concat(parts, 0);
-  } finally {
-    for (const t of parts) t.dispose();
-  }
-}
-
 export function coralBayEncoderForward(x: Tensor, W: WeightLookup, cfg: CoralBayOptions): CoralBayOutputs {
   if (!cfg.anySide) checkCoralBayInput(x.shape);
   const hidden: Tensor[] = [];
@@ -110,8 +90,10 @@ export function coralBayEncoderForward(x: Tensor, W: WeightLookup, cfg: CoralBay
     const block = (input: Tensor, prefix: string) => {
       const one = (t: Tensor) => (cfg.recompute ? recomputed(t, W, undefined, (u, Wl) => unetResBlock(u, Wl, prefix)) : unetResBlock(t, W, prefix));
       if (!(cfg.recompute || !isGradEnabled())) return one(input);
+      // Groups whose f32 outputs stay under the budget, at least one sample each.
       const outChannels = W(`${prefix}conv1.conv.weight`).shape[0]!;
-      return bySampleGroups(input, (4 * outChannels * input.size) / input.shape[1]!, cfg.blockGroupBytes ?? BLOCK_GROUP_BYTES, one);
+      const sampleOutBytes = (4 * outChannels * input.size) / input.shape[1]! / input.shape[0]!;
+      return bySampleGroups(input, Math.max(1, Math.floor((cfg.blockGroupBytes ?? BLOCK_GROUP_BYTES) / sampleOutBytes)), one);
     };
     maps.push(block(x, 'encoder1.layer.'));
     maps.push(block(hidden[0]!, 'encoder2.layer.'));

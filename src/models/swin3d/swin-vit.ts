@@ -11,7 +11,7 @@ import { layerNorm } from '../../ops/layernorm.js';
 import { matmul } from '../../ops/matmul.js';
 import { mergeGather3d, type MergeOrder } from '../../ops/patch-merge.js';
 import { gelu, scale } from '../../ops/pointwise.js';
-import { concat, permute, reshape, slice } from '../../ops/shape.js';
+import { permute, reshape } from '../../ops/shape.js';
 import { windowAttention3d } from '../../ops/window-attention3d.js';
 import { patchEmbed3d } from '../../nn/patch-embed3d.js';
 import { unetResBlock } from '../../nn/unet-res-block.js';
@@ -19,6 +19,7 @@ import { tensor } from '../../tensor/create.js';
 import { tidy, type Tensor } from '../../tensor/tensor.js';
 import { windowAndShift, type Vec3 } from './window-geometry.js';
 import { recomputed } from './recompute.js';
+import { bySampleGroups } from './sample-groups.js';
 
 export interface SwinViTOptions {
   depths: readonly number[];
@@ -88,20 +89,8 @@ function attentionByBatch(qkv: Tensor, attend: (part: Tensor) => Tensor): Tensor
   const perSample = qkv.byteSize / B;
   const limit = qkv.rt.caps.maxStorageBufferBindingSize;
   const group = Math.floor(limit / perSample);
-  if (group >= B) return attend(qkv);
   if (group === 0) throw new ReefError(`window attention: one sample's q/k/v ${qkv.describe()} takes ${perSample} bytes, over the adapter's maxStorageBufferBindingSize ${limit}; use smaller crops`);
-  const parts: Tensor[] = [];
-  try {
-    for (let b = 0; b < B; b += group) {
-      const end = Math.min(B, b + group);
-      const piece = slice(qkv, [b, 0, 0, 0, 0], [end, ...qkv.shape.slice(1)]);
-      parts.push(attend(piece));
-      piece.dispose();
-    }
-    return concat(parts, 0);
-  } finally {
-    for (const t of parts) t.dispose();
-  }
+  return bySampleGroups(qkv, group, attend);
 }
 
 /** One pre-norm Swin block (MONAI SwinTransformerBlock), x: [B, D, H, W, C]; `drop`: its drop-path rate. */
