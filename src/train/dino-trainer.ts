@@ -348,14 +348,16 @@ export class DinoTrainer {
     const owned: Tensor[] = [globals, patchMask, weights, ...(locals ? [locals] : []), ...(select ? [select] : []), ...(slices ? [slices] : [])];
     const cfg = { ...o.model, ...(o.embeddingMaps ? { embeddingMaps: o.embeddingMaps } : {}) };
     // f16 copies of the master weights, made on first use and kept until after backward.
-    const teacherCopies = half ? new HalfWeights(weightLookup(this.teacher.encoder, 'teacher')) : null;
-    const studentCopies = half ? new HalfWeights(weightLookup(this.student.encoder, 'student')) : null;
+    const teacherW = weightLookup(this.teacher.encoder, 'teacher');
+    const studentW = weightLookup(this.student.encoder, 'student');
+    const teacherCopies = half ? new HalfWeights(teacherW) : null;
+    const studentCopies = half ? new HalfWeights(studentW) : null;
     const toF32 = (t: Tensor) => cast(t, 'f32');
     try {
       // Teacher: globals only, no graph.
       const teacherOut = noGrad(() =>
         tidy(() => {
-          const out = coralBayEncoderForward(globals, teacherCopies?.lookup ?? weightLookup(this.teacher.encoder, 'teacher'), cfg);
+          const out = coralBayEncoderForward(globals, teacherCopies?.lookup ?? teacherW, cfg);
           const dinoLogits = this.teacher.dinoHead.forward(toF32(out.embedding));
           const ibotLogits = select ? this.teacher.ibotHead.forward(matmul(select, toF32(stageTokens(out.maps[4]!)))) : null;
           if (o.centerInit === 'batch' && keys[0] === 0 && keys[1] === 0) {
@@ -374,7 +376,7 @@ export class DinoTrainer {
 
       // Student: masked globals and the locals, one graph.
       const terms = tidy(() => {
-        const W = studentCopies?.lookup ?? weightLookup(this.student.encoder, 'student');
+        const W = studentCopies?.lookup ?? studentW;
         const recompute = o.recompute ?? false;
         const g = coralBayEncoderForward(globals, W, { ...cfg, dropPath, recompute, mask: { patches: patchMask, token: cast(this.maskToken, dtype) } });
         const l = locals ? coralBayEncoderForward(locals, W, { ...cfg, dropPath, recompute, anySide: true }) : null;
