@@ -26,6 +26,13 @@ export async function buildCli() {
     packages: 'external',
     outfile: 'dist/cli.mjs',
   });
+  // The pretraining loader's worker threads run this file (found beside cli.mjs).
+  await buildScanWorker('dist/scan-worker.mjs', { packages: 'external' });
+}
+
+/** The data loader's worker entry, as its own bundle next to the bundle that starts it. */
+export async function buildScanWorker(outfile, extra = {}) {
+  await build({ ...common, entryPoints: ['src/train/scan-worker.ts'], platform: 'node', target: 'node20', ...extra, outfile });
 }
 
 /**
@@ -42,6 +49,9 @@ export async function buildStandalone() {
     // Bundled CommonJS dependencies call require() for Node built-ins.
     banner: { js: "import { createRequire as reefCreateRequire } from 'node:module'; const require = reefCreateRequire(import.meta.url);" },
     outfile: 'dist/standalone/reef.mjs',
+  });
+  await buildScanWorker('dist/standalone/scan-worker.mjs', {
+    banner: { js: "import { createRequire as reefCreateRequire } from 'node:module'; const require = reefCreateRequire(import.meta.url);" },
   });
 }
 

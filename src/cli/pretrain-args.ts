@@ -13,6 +13,7 @@ const RECIPE_KEYS = Object.keys(RECIPES.tiny!) as (keyof PretrainRecipe)[];
 
 export const PRETRAIN_USAGE = `pretrain --data DIR|LIST|sample|phantom --preset ${Object.keys(RECIPES).join('|')} --steps N --out RUN/
         [--batch B] [--seed S] [--checkpoint-every K] [--resume RUN/] [--plot-every N]
+        [--loader-workers N] [--data-cache-gb G]
         recipe flags: ${RECIPE_KEYS.filter((k) => k !== 'model' && k !== 'batch').map(kebab).map((k) => `--${k}`).join(' ')}`;
 
 export function parsePretrainArgs(args: string[]): PretrainOptions {
@@ -28,6 +29,8 @@ export function parsePretrainArgs(args: string[]): PretrainOptions {
       seed: { type: 'string', default: '0' },
       'checkpoint-every': { type: 'string', default: '50' },
       'plot-every': { type: 'string', default: '10' },
+      'loader-workers': { type: 'string' },
+      'data-cache-gb': { type: 'string' },
       ...recipeFlags,
     },
   });
@@ -36,6 +39,11 @@ export function parsePretrainArgs(args: string[]): PretrainOptions {
     const x = Number(v[name]);
     if (!Number.isInteger(x) || x < min) throw new ReefError(`--${name} ${v[name]}: expected an integer ≥ ${min}`);
     return x;
+  };
+  const gib = (name: string): number => {
+    const x = Number(v[name]);
+    if (!(Number.isFinite(x) && x > 0)) throw new ReefError(`--${name} ${v[name]}: expected a positive number of GiB`);
+    return x * 2 ** 30;
   };
   if (!v.resume && !v.out) throw new ReefError('reef pretrain: give --out RUN/ for a new run or --resume RUN/ to continue one');
   if (!v.resume && !v.steps) throw new ReefError('reef pretrain: give --steps N');
@@ -71,6 +79,8 @@ export function parsePretrainArgs(args: string[]): PretrainOptions {
     seed: int('seed', 0),
     checkpointEvery: int('checkpoint-every', 0),
     plotEvery: int('plot-every', 1),
+    ...(v['loader-workers'] !== undefined ? { loaderWorkers: int('loader-workers', 0) } : {}),
+    ...(v['data-cache-gb'] !== undefined ? { dataCacheBytes: gib('data-cache-gb') } : {}),
     overrides,
     handleSignals: true,
   };

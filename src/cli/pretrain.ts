@@ -3,20 +3,18 @@
  * a loss picture, atomic checkpoints (every K steps, at the end, and on SIGINT/SIGTERM), `--resume`,
  * and the student backbone exported as MONAI-format safetensors for `reef features`.
  *
- * The next step's crops are cut on the CPU while the GPU runs the current one. A step's data depends
- * only on (seed, step), so a resumed run continues exactly where an uninterrupted one would be.
+ * Scans are read and the next step's crops cut in worker threads (train/scan-loader.ts) while the
+ * GPU runs the current step. A step's data depends only on (seed, step), so a resumed run continues
+ * exactly where an uninterrupted one would be.
  */
+import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SingleBar } from 'cli-progress';
-import type { CropSource } from '../data/crops.js';
-import { checkCropFits } from '../data/crops.js';
-import { isDicomFolder, loadDicomSeries } from '../data/dicom-folder.js';
-import { loadNifti } from '../data/nifti-file.js';
-import type { Volume } from '../data/nifti.js';
-import { makePhantom } from '../data/phantom.js';
+import { isDicomFolder } from '../data/dicom-folder.js';
 import { sampleCtPath } from '../data/sample-ct.js';
-import { prepareVolume } from '../data/volume-cache.js';
 import { fmtBytes, ReefError } from '../gpu/errors.js';
 import type { Runtime } from '../gpu/runtime.js';
 import { writeFileAtomic, writeSafetensorsFile } from '../io/node-file.js';
@@ -24,9 +22,9 @@ import { MetricsWriter, RunDirectory } from '../io/run-dir.js';
 import { readHeader, readTensor, type WriteTensor } from '../io/safetensors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { describeConfig } from '../models/swin3d/config.js';
-import { DinoTrainer, type DinoStepResult } from '../train/dino-trainer.js';
+import { DinoTrainer, type DinoBatch, type DinoStepResult } from '../train/dino-trainer.js';
 import { lossPlotSvg, seriesFromMetrics } from '../train/loss-plot.js';
-import { makeBatches } from '../train/pretrain-batch.js';
+import { ScanLoader } from '../train/scan-loader.js';
 import { recipe, recipeModel, recipeRun, type PretrainRecipe } from '../train/pretrain-recipe.js';
 
 export interface PretrainOptions {
@@ -49,6 +47,18 @@ export interface PretrainOptions {
   handleSignals?: boolean;
   /** Show the progress bar on stderr (default true). */
   progress?: boolean;
+  /** Worker threads that read scans and cut crops; 0: on the main thread. Default: cores − 1, at most 4. */
+  loaderWorkers?: number;
+  /** Memory budget for resampled scans (least recently used out); default 4 GiB. */
+  dataCacheBytes?: number;
+  /** The loader's worker script; default the bundled scan-worker.mjs beside this module (none when run from source). */
+  scanWorkerScript?: URL | null;
+}
+
+/** The worker entry built beside the CLI bundle (scripts/build.mjs), or null when running from source. */
+function bundledScanWorker(): URL | null {
+  const url = new URL('./scan-worker.mjs', import.meta.url);
+  return url.protocol === 'file:' && existsSync(fileURLToPath(url)) ? url : null;
 }
 
 /** What a run directory records about how it was started; `--resume` reads it back. */
@@ -111,11 +121,20 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   }
   const r = config.recipe;
   const model = recipeModel(r);
-  const sources = await loadVolumes(config, log);
+  const script = o.scanWorkerScript === undefined ? bundledScanWorker() : o.scanWorkerScript;
+  const workers = script ? (o.loaderWorkers ?? Math.min(4, Math.max(1, availableParallelism() - 1))) : 0;
+  const loader = await ScanLoader.open(config.volumes, { minSide: r.globalSide, workerScript: workers > 0 ? script : null, workers, maxBytes: o.dataCacheBytes, log });
   const { spec, options: trainerOptions } = recipeRun(r, config.steps, config.seed);
   const accumulate = spec.accumulate ?? 1;
-  log(`pretraining ${describeConfig(model)} (${config.preset}) on ${sources.length} volume(s), ${config.steps} steps of ${accumulate > 1 ? `${accumulate} × ` : ''}${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
-  const trainer = new DinoTrainer(rt, trainerOptions);
+  log(`data: ${loader.usable.length} scan(s) read ${workers > 0 ? `and cropped by ${workers} worker thread(s)` : 'and cropped on the main thread'}, ${fmtBytes(loader.cachedBytes)} of resampled scans in memory (budget ${fmtBytes(loader.maxBytes)})`);
+  log(`pretraining ${describeConfig(model)} (${config.preset}) on ${loader.usable.length} volume(s), ${config.steps} steps of ${accumulate > 1 ? `${accumulate} × ` : ''}${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
+  let trainer: DinoTrainer;
+  try {
+    trainer = new DinoTrainer(rt, trainerOptions);
+  } catch (e) {
+    await loader.close();
+    throw e;
+  }
   log(`activations ${trainer.activations}${trainer.lossScaler ? ` (f32 master weights, loss scale from ${trainer.lossScaler.scale})` : ''}`);
   const metrics = new MetricsWriter(run.metricsPath);
   let stopSignal: string | null = null;
@@ -151,12 +170,19 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     if (restore) await restore();
     bar?.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', sigreg: '-', lr: '-', rate: '-', mem: '-' });
     const stopAt = Math.min(config.steps, o.stopAfter !== undefined ? start + o.stopAfter : Infinity);
-    let next = start < stopAt ? makeBatches(sources, start, spec) : null;
+    // A step's crops are asked for one step ahead (cut while the GPU runs) and its scans two ahead.
+    const ahead = (step: number): Promise<DinoBatch[]> | null => {
+      if (step >= stopAt) return null;
+      const p = loader.batches(step, spec);
+      p.catch(() => {}); // awaited below; a run stopped by a signal may never await it
+      if (step + 1 < stopAt) loader.prefetch(step + 1, spec);
+      return p;
+    };
+    let next = ahead(start);
     for (let step = start; step < stopAt; step++) {
       const t0 = performance.now();
-      const pending = trainer.step(step, next!);
-      // Cut the next crops while the GPU works on this step.
-      next = step + 1 < stopAt ? makeBatches(sources, step + 1, spec) : null;
+      const pending = trainer.step(step, await next!);
+      next = ahead(step + 1);
       const res = await pending;
       const ms = performance.now() - t0;
       elapsedMs += ms;
@@ -197,6 +223,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
     bar?.stop();
     for (const [sig, h] of handlers) process.off(sig, h);
     trainer.dispose();
+    await loader.close();
   }
   return code;
 }
@@ -298,30 +325,4 @@ async function listVolumes(data: string, log: (l: string) => void): Promise<stri
   }
   if (paths.length === 0) throw new ReefError(`--data ${data}: no NIfTI volumes (.nii, .nii.gz) or DICOM series folders found`);
   return paths.map((p) => resolve(p));
-}
-
-/** A NIfTI file, or a folder holding one DICOM series (its unusable files are reported, not fatal). */
-async function loadScan(path: string, log: (l: string) => void): Promise<Volume> {
-  if ((await stat(path)).isDirectory()) return loadDicomSeries(path, log);
-  return loadNifti(path);
-}
-
-/** Loads and resamples every volume once; a bad file is reported and skipped, never fatal alone. */
-async function loadVolumes(config: RunConfig, log: (l: string) => void): Promise<CropSource[]> {
-  const r = config.recipe;
-  const out: CropSource[] = [];
-  for (const path of config.volumes) {
-    try {
-      const volume = path.startsWith('phantom:')
-        ? makePhantom({ shape: [r.globalSide + 24, r.globalSide + 24, r.globalSide + 16], spacing: [1.5, 1.5, 1.5], seed: Number(path.slice(8)) })
-        : await loadScan(path, log);
-      const src = prepareVolume(volume); // refuses NaN/infinite values and scans with no body, naming the file
-      checkCropFits(src.volume, r.globalSide);
-      out.push(src);
-    } catch (e) {
-      log(`skipping ${path}: ${(e as Error).message}`);
-    }
-  }
-  if (out.length === 0) throw new ReefError(`none of the ${config.volumes.length} volume(s) could be used (see the messages above)`);
-  return out;
 }

@@ -9,8 +9,10 @@ import { DataError } from './errors.js';
 import { DEFAULT_SPACING_MM, resampleVolume } from './resample.js';
 
 export interface VolumeCacheOptions {
-  /** Loads the raw volume for a key (a path, an id). */
-  load: (key: string) => Promise<Volume>;
+  /** Loads the raw volume for a key (a path, an id); it is resampled and indexed here. */
+  load?: (key: string) => Promise<Volume>;
+  /** Or: makes the prepared source for a key elsewhere (e.g. in a worker thread). */
+  prepare?: (key: string) => Promise<CropSource>;
   /** Target spacing in mm; default 1.5 isotropic. */
   spacing?: number | readonly [number, number, number];
   threshold?: number;
@@ -39,6 +41,7 @@ export class VolumeCache {
 
   constructor(private readonly opts: VolumeCacheOptions) {
     this.maxBytes = opts.maxBytes ?? 4 * 2 ** 30;
+    if (!opts.load === !opts.prepare) throw new DataError('VolumeCache: give exactly one of load and prepare');
     if (!(this.maxBytes > 0)) throw new DataError(`VolumeCache: maxBytes must be positive, got ${this.maxBytes}`);
   }
 
@@ -59,9 +62,10 @@ export class VolumeCache {
       return hit.promise;
     }
     const slot = { bytes: 0 } as Slot;
-    slot.promise = this.opts.load(key).then(
-      (vol) => {
-        const src = prepareVolume(vol, this.opts.spacing, this.opts.threshold);
+    const { load, prepare } = this.opts;
+    const prepared = prepare ? prepare(key) : load!(key).then((vol) => prepareVolume(vol, this.opts.spacing, this.opts.threshold));
+    slot.promise = prepared.then(
+      (src) => {
         if (this.slots.get(key) === slot) {
           slot.bytes = preparedBytes(src);
           this.bytes += slot.bytes;

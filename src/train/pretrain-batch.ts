@@ -32,32 +32,68 @@ export function makeBatches(sources: readonly CropSource[], step: number, spec: 
   return Array.from({ length: spec.accumulate ?? 1 }, (_, m) => makeBatch(sources, step, spec, m));
 }
 
+/** One image of a step: its key (micro·B + b), its place in its micro-batch, the volume it is cut from. */
+export interface StepImage {
+  micro: number;
+  b: number;
+  image: number;
+  volume: number;
+}
+
+/** The images of step `step`, micro-batch by micro-batch, over `volumes` volumes. */
+export function stepImages(step: number, spec: BatchSpec, volumes: number): StepImage[] {
+  const B = spec.batch;
+  const N = spec.accumulate ?? 1;
+  const out: StepImage[] = [];
+  for (let micro = 0; micro < N; micro++) {
+    for (let b = 0; b < B; b++) out.push({ micro, b, image: micro * B + b, volume: volumeIndex(step, micro * B + b, B * N, volumes) });
+  }
+  return out;
+}
+
+/**
+ * Cuts image `image` of step `step` from `src` into row b of a micro-batch's crop arrays (view-major
+ * rows: v·B + b). Its randomness is the stream keyed (seed, step, image) alone, so any thread cuts
+ * the same crops.
+ */
+export function cutImage(src: CropSource, step: number, image: number, b: number, spec: BatchSpec, globals: Float32Array, locals: Float32Array): void {
+  const { batch: B, crops } = spec;
+  const gSize = crops.globalSide ** 3;
+  const lSize = crops.localSide ** 3;
+  sampleMultiCrop(src, Rng.fromKeys(spec.seed, step, image), crops, {
+    globals: Array.from({ length: crops.nGlobal }, (_, v) => globals.subarray((v * B + b) * gSize, (v * B + b + 1) * gSize)),
+    locals: Array.from({ length: crops.nLocal }, (_, v) => locals.subarray((v * B + b) * lSize, (v * B + b + 1) * lSize)),
+  });
+}
+
+/** Element counts of one micro-batch's crop arrays. */
+export function batchSizes(spec: BatchSpec): { globals: number; locals: number } {
+  return { globals: spec.crops.nGlobal * spec.batch * spec.crops.globalSide ** 3, locals: spec.crops.nLocal * spec.batch * spec.crops.localSide ** 3 };
+}
+
+/** The iBOT masks of micro-batch `micro` of step `step`. */
+export function batchMasks(step: number, spec: BatchSpec, micro: number): Uint8Array[] {
+  const B = spec.batch;
+  const N = spec.accumulate ?? 1;
+  const side = spec.crops.globalSide / (spec.patch ?? 2);
+  const grid: Grid3 = [side, side, side];
+  // Keys past the step's image keys: a separate mask stream per micro-batch.
+  return ibotMasks(spec.crops.nGlobal * B, grid, Rng.fromKeys(spec.seed, step, B * N + 1 + micro), spec.masks);
+}
+
 /**
  * Builds micro-batch `micro` of step `step` from prepared volumes (view-major rows: v·B + b). Its
  * images are the step's images micro·B … micro·B + B − 1, each keyed by that index, so a step of one
  * micro-batch is the same whatever the accumulation.
  */
 export function makeBatch(sources: readonly CropSource[], step: number, spec: BatchSpec, micro = 0): DinoBatch {
-  const { batch: B, crops } = spec;
   const N = spec.accumulate ?? 1;
   if (!(Number.isInteger(micro) && micro >= 0 && micro < N)) throw new ReefError(`makeBatch: micro-batch ${micro} of ${N}`);
-  const G = crops.nGlobal;
-  const L = crops.nLocal;
-  const gSize = crops.globalSide ** 3;
-  const lSize = crops.localSide ** 3;
-  const globals = new Float32Array(G * B * gSize);
-  const locals = new Float32Array(L * B * lSize);
-  for (let b = 0; b < B; b++) {
-    const image = micro * B + b;
-    const src = sources[volumeIndex(step, image, B * N, sources.length)]!;
-    sampleMultiCrop(src, Rng.fromKeys(spec.seed, step, image), crops, {
-      globals: Array.from({ length: G }, (_, v) => globals.subarray((v * B + b) * gSize, (v * B + b + 1) * gSize)),
-      locals: Array.from({ length: L }, (_, v) => locals.subarray((v * B + b) * lSize, (v * B + b + 1) * lSize)),
-    });
+  const sizes = batchSizes(spec);
+  const globals = new Float32Array(sizes.globals);
+  const locals = new Float32Array(sizes.locals);
+  for (const im of stepImages(step, spec, sources.length)) {
+    if (im.micro === micro) cutImage(sources[im.volume]!, step, im.image, im.b, spec, globals, locals);
   }
-  const side = crops.globalSide / (spec.patch ?? 2);
-  const grid: Grid3 = [side, side, side];
-  // Keys past the step's image keys: a separate mask stream per micro-batch.
-  const masks = ibotMasks(G * B, grid, Rng.fromKeys(spec.seed, step, B * N + 1 + micro), spec.masks);
-  return { globals, locals, masks };
+  return { globals, locals, masks: batchMasks(step, spec, micro) };
 }

@@ -1,0 +1,136 @@
+/**
+ * The pretraining data loader: batches cut by worker threads and on the main thread are bitwise the
+ * batches makeBatches cuts from scans prepared in process; bad files are named and dropped at open;
+ * the memory budget evicts; a scan that disappears after open is reported once and replaced by the
+ * next one, the same way on both paths.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeNifti1 } from '../../src/data/nifti-write';
+import { makePhantom } from '../../src/data/phantom';
+import { prepareScan } from '../../src/data/scan-file';
+import { makeBatches, type BatchSpec } from '../../src/train/pretrain-batch';
+import { ScanLoader } from '../../src/train/scan-loader';
+import type { DinoBatch } from '../../src/train/dino-trainer';
+
+const root = resolve(__dirname, '../..');
+let dir: string;
+let workerDir: string;
+let worker: URL;
+const good: string[] = [];
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'reef-loader-'));
+  // The worker runs bundled JavaScript, as under the CLI (scripts/build.mjs builds the same entry),
+  // from a folder inside the checkout so that it finds its npm dependencies.
+  workerDir = await mkdtemp(join(root, 'node_modules', '.reef-test-'));
+  const out = join(workerDir, 'scan-worker.mjs');
+  await build({ entryPoints: [join(root, 'src/train/scan-worker.ts')], bundle: true, format: 'esm', platform: 'node', target: 'node20', packages: 'external', outfile: out, logLevel: 'warning' });
+  worker = pathToFileURL(out);
+  for (let i = 0; i < 3; i++) {
+    const path = join(dir, `good-${i}.nii`);
+    // Odd shapes and anisotropic spacing, so the resampling is part of what is compared.
+    await writeFile(path, encodeNifti1(makePhantom({ shape: [37 + i, 41, 30 + 3 * i], spacing: [1.3, 1.2, 1.9], seed: 20 + i }), { dtype: 'int16' }));
+    good.push(path);
+  }
+  await writeFile(join(dir, 'bad-truncated.nii'), encodeNifti1(makePhantom({ shape: [40, 40, 40], spacing: [1.5, 1.5, 1.5], seed: 5 }), { dtype: 'int16' }).subarray(0, 5000));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+  await rm(workerDir, { recursive: true, force: true });
+});
+
+const SPEC: BatchSpec = { batch: 3, accumulate: 2, seed: 7, crops: { nGlobal: 2, nLocal: 3, globalSide: 20, localSide: 10, regionScale: [0.1, 0.3], windowPerSample: true } };
+
+function expectSameBatches(a: DinoBatch[], b: DinoBatch[]): void {
+  expect(a).toHaveLength(b.length);
+  for (let m = 0; m < a.length; m++) {
+    expect(Buffer.from(a[m]!.globals.buffer).equals(Buffer.from(b[m]!.globals.buffer))).toBe(true);
+    expect(Buffer.from(a[m]!.locals.buffer).equals(Buffer.from(b[m]!.locals.buffer))).toBe(true);
+    expect(a[m]!.masks).toEqual(b[m]!.masks);
+  }
+}
+
+describe('ScanLoader', () => {
+  it('worker threads and the main thread cut bitwise the batches of makeBatches; bad files are named at open', async () => {
+    const listed = [good[0]!, join(dir, 'bad-truncated.nii'), good[1]!, join(dir, 'missing.nii'), good[2]!];
+    const sources = await Promise.all(good.map((p) => prepareScan(p, { minSide: 20 })));
+    const logs: string[][] = [[], []];
+    const loaders = [
+      await ScanLoader.open(listed, { minSide: 20, workerScript: worker, workers: 2, log: (l) => logs[0]!.push(l) }),
+      await ScanLoader.open(listed, { minSide: 20, workerScript: null, log: (l) => logs[1]!.push(l) }),
+    ];
+    try {
+      expect(loaders[0]!.workers).toBe(2);
+      for (const [k, loader] of loaders.entries()) {
+        expect(loader.usable).toEqual(good);
+        expect(logs[k]!.join('\n')).toMatch(/skipping .*bad-truncated\.nii: /);
+        expect(logs[k]!.join('\n')).toMatch(/skipping .*missing\.nii: .*cannot read/);
+        expect(logs[k]).toHaveLength(2);
+      }
+      for (let step = 0; step < 3; step++) {
+        const want = makeBatches(sources, step, SPEC);
+        // The crops really vary (a constant batch would compare equal trivially).
+        expect(new Set(want[0]!.globals).size).toBeGreaterThan(100);
+        for (const loader of loaders) expectSameBatches(await loader.batches(step, SPEC), want);
+      }
+    } finally {
+      for (const l of loaders) await l.close();
+    }
+  });
+
+  it('keeps prepared scans within its budget, and replaces a scan that disappears after open the same way on both paths', async () => {
+    const copies: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const path = join(dir, `copy-${i}.nii`);
+      await writeFile(path, encodeNifti1(makePhantom({ shape: [36, 36, 36], spacing: [1.5, 1.5, 1.5], seed: 30 + i }), { dtype: 'int16' }));
+      copies.push(path);
+    }
+    const one = (await prepareScan(copies[0]!, { minSide: 20 })).volume.data.byteLength;
+    const logs: string[][] = [[], []];
+    // Room for about one scan: every change of scan reloads it.
+    const loaders = [
+      await ScanLoader.open(copies, { minSide: 20, workerScript: worker, workers: 1, maxBytes: one * 1.5, log: (l) => logs[0]!.push(l) }),
+      await ScanLoader.open(copies, { minSide: 20, workerScript: null, maxBytes: one * 1.5, log: (l) => logs[1]!.push(l) }),
+    ];
+    try {
+      for (const loader of loaders) expect(loader.cachedBytes).toBeLessThanOrEqual(one * 1.5);
+      const before = await Promise.all(loaders.map((l) => l.batches(0, SPEC)));
+      expectSameBatches(before[0]!, before[1]!);
+      await rm(copies[1]!);
+      const spec = { ...SPEC, batch: 1, accumulate: 1 };
+      // Steps 0 and 2 (scans 0 and 2) first: whichever scan was held, one of them loads and pushes out scan 1.
+      for (const step of [0, 2, 1, 3]) {
+        const got = await Promise.all(loaders.map((l) => l.batches(step, spec)));
+        expectSameBatches(got[0]!, got[1]!);
+        for (const l of loaders) expect(l.cachedBytes).toBeLessThanOrEqual(one * 1.5);
+      }
+      for (const lines of logs) {
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatch(/skipping .*copy-1\.nii: .*cannot read.*loaded at the start/);
+      }
+      // Step 1 asks for scan 1 (one image a step, in order): it now gets scan 2's image.
+      const sources = await Promise.all([copies[0]!, copies[2]!].map((p) => prepareScan(p, { minSide: 20 })));
+      expectSameBatches(await loaders[1]!.batches(1, spec), makeBatches([sources[0]!, sources[1]!, sources[1]!], 1, spec));
+    } finally {
+      for (const l of loaders) await l.close();
+    }
+  });
+
+  it('a folder with nothing usable fails at open with one clear message', async () => {
+    const lines: string[] = [];
+    await expect(ScanLoader.open([join(dir, 'bad-truncated.nii')], { minSide: 20, workerScript: worker, log: (l) => lines.push(l) })).rejects.toThrow(/none of the 1 volume\(s\) could be used/);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/skipping .*bad-truncated\.nii: .*(truncated|short|bytes)/i);
+  });
+
+  it('a worker script that cannot start fails the loader with its reason instead of hanging', async () => {
+    const lines: string[] = [];
+    const broken = new URL('file:///nonexistent/reef-scan-worker.mjs');
+    await expect(ScanLoader.open([good[0]!], { minSide: 20, workerScript: broken, workers: 2, log: (l) => lines.push(l) })).rejects.toThrow(/could be used/);
+    expect(lines.join('\n')).toMatch(/scan worker \d (failed|exited)/);
+  });
+});
