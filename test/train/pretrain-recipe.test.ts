@@ -35,4 +35,16 @@ describe('pretrain recipe', () => {
     expect(dflt.at(49).teacherMomentum).toBeGreaterThan(0.9999);
     expect(() => parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--precision', 'f8'])).toThrow(/--precision f8: expected auto or f16 or f32/);
   });
+
+  it('passes the loader flags (not recipe values: they never change a step); bad values are refused', () => {
+    const opts = parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--loader-workers', '0', '--data-cache-gb', '0.5']);
+    expect(opts.loaderWorkers).toBe(0);
+    expect(opts.dataCacheBytes).toBe(2 ** 29);
+    expect(opts.overrides).toEqual({});
+    const dflt = parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x']);
+    expect(dflt.loaderWorkers).toBeUndefined();
+    expect(dflt.dataCacheBytes).toBeUndefined();
+    expect(() => parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--loader-workers', '1.5'])).toThrow(/--loader-workers 1.5: expected an integer ≥ 0/);
+    expect(() => parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--data-cache-gb', '0'])).toThrow(/--data-cache-gb 0: expected a positive number of GiB/);
+  });
 });
