@@ -86,7 +86,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   let config: RunConfig;
   let start = 0;
   let elapsedMs = 0;
-  let restore: (() => Promise<void>) | null = null;
+  let restore: ((trainer: DinoTrainer) => Promise<void>) | null = null;
   if (o.resume) {
     config = await readConfig(runRoot);
     if (o.steps > 0) config.steps = o.steps;
@@ -95,7 +95,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
       const ck = await run.loadCheckpoint<RunState>(ref);
       start = ck.state.step;
       elapsedMs = ck.state.elapsedMs;
-      restore = async () => {
+      restore = async (trainer: DinoTrainer) => {
         try {
           const header = await readHeader(ck.tensors, ck.tensors.path);
           const values = new Map<string, Float32Array>();
@@ -121,111 +121,130 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   }
   const r = config.recipe;
   const model = recipeModel(r);
+  const { spec, options: trainerOptions } = recipeRun(r, config.steps, config.seed); // refuses bad values before any reading
   const script = o.scanWorkerScript === undefined ? bundledScanWorker() : o.scanWorkerScript;
   const workers = script ? (o.loaderWorkers ?? Math.min(4, Math.max(1, availableParallelism() - 1))) : 0;
-  const loader = await ScanLoader.open(config.volumes, { minSide: r.globalSide, workerScript: workers > 0 ? script : null, workers, maxBytes: o.dataCacheBytes, log });
-  const { spec, options: trainerOptions } = recipeRun(r, config.steps, config.seed);
-  const accumulate = spec.accumulate ?? 1;
-  log(`data: ${loader.usable.length} scan(s) read ${workers > 0 ? `and cropped by ${workers} worker thread(s)` : 'and cropped on the main thread'}, ${fmtBytes(loader.cachedBytes)} of resampled scans in memory (budget ${fmtBytes(loader.maxBytes)})`);
-  log(`pretraining ${describeConfig(model)} (${config.preset}) on ${loader.usable.length} volume(s), ${config.steps} steps of ${accumulate > 1 ? `${accumulate} × ` : ''}${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
-  let trainer: DinoTrainer;
+  // A new run fixes its usable scans in scans.json; a resumed one opens that list, so that a scan
+  // lost since is passed over in place instead of shifting every later step's scans.
+  const scansPath = join(runRoot, 'scans.json');
+  const saved = o.resume ? await readScanList(scansPath) : null;
+  const loader = await ScanLoader.open(saved ?? config.volumes, { minSide: r.globalSide, workerScript: workers > 0 ? script : null, workers, maxBytes: o.dataCacheBytes, keepListed: saved !== null, log });
   try {
-    trainer = new DinoTrainer(rt, trainerOptions);
-  } catch (e) {
-    await loader.close();
-    throw e;
-  }
-  log(`activations ${trainer.activations}${trainer.lossScaler ? ` (f32 master weights, loss scale from ${trainer.lossScaler.scale})` : ''}`);
-  const metrics = new MetricsWriter(run.metricsPath);
-  let stopSignal: string | null = null;
-  const onSignal = (name: string) => () => {
-    if (stopSignal) process.exit(130); // a second signal: leave at once (the last checkpoint stands)
-    stopSignal = name;
-    log(`\n${name}: finishing this step, then writing a checkpoint`);
-  };
-  const sigregOn = (r.sigregWeight ?? 0) > 0;
-  const handlers = o.handleSignals ? ([['SIGINT', onSignal('SIGINT')], ['SIGTERM', onSignal('SIGTERM')]] as const) : [];
-  for (const [sig, h] of handlers) process.on(sig, h);
-  const bar = o.progress === false ? null : new SingleBar({
-    noTTYOutput: true,
-    format: `step {value}/{total} [{bar}] loss {loss} (dino {dino} ibot {ibot} koleo {koleo}${sigregOn ? ' sigreg {sigreg}' : ''}) | lr {lr} | {rate} crops/s | GPU {mem} | ETA {eta_formatted}`,
-    hideCursor: true,
-    notTTYSchedule: 5000,
-    etaBuffer: 20,
-  });
-  let lastSaved = start;
-  const save = async (step: number) => {
-    await run.saveCheckpoint(step, await hostTensors(trainer.stateTensors()), { step, trainer: trainer.stateMeta(), elapsedMs } satisfies RunState);
-    lastSaved = step;
-  };
-  // The run's records so far (cut back to `start` above), kept in memory for the plot and summary.
-  const records = await run.readMetrics();
-  const plot = async () => {
-    await writeFileAtomic(join(runRoot, 'loss.svg'), lossPlotSvg(seriesFromMetrics(records, sigregOn ? [...METRIC_TERMS, 'sigreg'] : METRIC_TERMS), { title: `reef pretrain ${config.preset}: loss per step` }));
-  };
-  let code = 0;
-  let finished = start;
-  const crops = r.batch * accumulate * (2 + r.locals);
-  try {
-    if (restore) await restore();
-    bar?.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', sigreg: '-', lr: '-', rate: '-', mem: '-' });
-    const stopAt = Math.min(config.steps, o.stopAfter !== undefined ? start + o.stopAfter : Infinity);
-    // A step's crops are asked for one step ahead (cut while the GPU runs) and its scans two ahead.
-    const ahead = (step: number): Promise<DinoBatch[]> | null => {
-      if (step >= stopAt) return null;
-      const p = loader.batches(step, spec);
-      p.catch(() => {}); // awaited below; a run stopped by a signal may never await it
-      if (step + 1 < stopAt) loader.prefetch(step + 1, spec);
-      return p;
-    };
-    let next = ahead(start);
-    for (let step = start; step < stopAt; step++) {
-      const t0 = performance.now();
-      const pending = trainer.step(step, await next!);
-      next = ahead(step + 1);
-      const res = await pending;
-      const ms = performance.now() - t0;
-      elapsedMs += ms;
-      const rec = record(step + 1, res, ms, crops, rt);
-      records.push(rec);
-      await metrics.append(rec);
-      if (!res.applied) log(`\nstep ${step + 1}: non-finite ${res.nonFinite?.join(', ')}: step skipped${trainer.lossScaler ? ` (loss scale ${res.lossScale} → ${trainer.lossScaler.scale})` : ''}`);
-      bar?.update(step + 1, {
-        loss: res.loss.toFixed(4),
-        dino: res.dino.toFixed(3),
-        ibot: res.ibot.toFixed(3),
-        koleo: res.koleo.toFixed(3),
-        sigreg: res.sigreg.toFixed(3),
-        lr: res.lr.toExponential(2),
-        rate: ((crops * 1000) / ms).toFixed(2),
-        mem: fmtBytes(rt.memory().peak),
-      });
-      const done = step + 1;
-      finished = done;
-      if (done % (o.plotEvery ?? 10) === 0) await plot();
-      if (stopSignal) {
-        await save(done);
-        code = stopSignal === 'SIGINT' ? 130 : 143;
-        break;
-      }
-      if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save(done);
-    }
-    bar?.stop();
-    if (lastSaved !== finished) await save(finished);
-    await plot();
-    if (finished >= config.steps) {
-      const exportPath = join(runRoot, 'backbone.safetensors');
-      await writeSafetensorsFile(exportPath, await hostTensors(trainer.student.encoder), { format: 'pt', source: 'reef pretrain', preset: config.preset });
-      log(`student backbone (MONAI names, for reef features): ${exportPath}`);
-    }
-    summarise(records, r.prototypes, log);
+    if (!saved) await writeFileAtomic(scansPath, `${JSON.stringify({ usable: loader.usable, skipped: loader.skipped }, null, 2)}\n`);
+    return await train(loader);
   } finally {
-    bar?.stop();
-    for (const [sig, h] of handlers) process.off(sig, h);
-    trainer.dispose();
     await loader.close();
   }
-  return code;
+
+  async function train(loader: ScanLoader): Promise<number> {
+    const accumulate = spec.accumulate ?? 1;
+    log(`data: ${loader.usable.length} scan(s) read ${workers > 0 ? `and cropped by ${workers} worker thread(s)` : 'and cropped on the main thread'}, ${fmtBytes(loader.cachedBytes)} of resampled scans in memory (budget ${fmtBytes(loader.maxBytes)})`);
+    log(`pretraining ${describeConfig(model)} (${config.preset}) on ${loader.usable.length} volume(s), ${config.steps} steps of ${accumulate > 1 ? `${accumulate} × ` : ''}${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
+    const trainer = new DinoTrainer(rt, trainerOptions);
+    log(`activations ${trainer.activations}${trainer.lossScaler ? ` (f32 master weights, loss scale from ${trainer.lossScaler.scale})` : ''}`);
+    const metrics = new MetricsWriter(run.metricsPath);
+    let stopSignal: string | null = null;
+    const onSignal = (name: string) => () => {
+      if (stopSignal) process.exit(130); // a second signal: leave at once (the last checkpoint stands)
+      stopSignal = name;
+      log(`\n${name}: finishing this step, then writing a checkpoint`);
+    };
+    const sigregOn = (r.sigregWeight ?? 0) > 0;
+    const handlers = o.handleSignals ? ([['SIGINT', onSignal('SIGINT')], ['SIGTERM', onSignal('SIGTERM')]] as const) : [];
+    for (const [sig, h] of handlers) process.on(sig, h);
+    const bar = o.progress === false ? null : new SingleBar({
+      noTTYOutput: true,
+      format: `step {value}/{total} [{bar}] loss {loss} (dino {dino} ibot {ibot} koleo {koleo}${sigregOn ? ' sigreg {sigreg}' : ''}) | lr {lr} | {rate} crops/s | GPU {mem} | ETA {eta_formatted}`,
+      hideCursor: true,
+      notTTYSchedule: 5000,
+      etaBuffer: 20,
+    });
+    let lastSaved = start;
+    const save = async (step: number) => {
+      await run.saveCheckpoint(step, await hostTensors(trainer.stateTensors()), { step, trainer: trainer.stateMeta(), elapsedMs } satisfies RunState);
+      lastSaved = step;
+    };
+    // The run's records so far (cut back to `start` above), kept in memory for the plot and summary.
+    const records = await run.readMetrics();
+    const plot = async () => {
+      await writeFileAtomic(join(runRoot, 'loss.svg'), lossPlotSvg(seriesFromMetrics(records, sigregOn ? [...METRIC_TERMS, 'sigreg'] : METRIC_TERMS), { title: `reef pretrain ${config.preset}: loss per step` }));
+    };
+    let code = 0;
+    let finished = start;
+    const crops = r.batch * accumulate * (2 + r.locals);
+    try {
+      if (restore) await restore(trainer);
+      bar?.start(config.steps, start, { loss: '-', dino: '-', ibot: '-', koleo: '-', sigreg: '-', lr: '-', rate: '-', mem: '-' });
+      const stopAt = Math.min(config.steps, o.stopAfter !== undefined ? start + o.stopAfter : Infinity);
+      // A step's crops are asked for one step ahead (cut while the GPU runs) and its scans two ahead.
+      const ahead = (step: number): Promise<DinoBatch[]> | null => {
+        if (step >= stopAt) return null;
+        const p = loader.batches(step, spec);
+        p.catch(() => {}); // awaited below; a run stopped by a signal may never await it
+        if (step + 1 < stopAt) loader.prefetch(step + 1, spec);
+        return p;
+      };
+      let next = ahead(start);
+      for (let step = start; step < stopAt; step++) {
+        const t0 = performance.now();
+        const pending = trainer.step(step, await next!);
+        next = ahead(step + 1);
+        const res = await pending;
+        const ms = performance.now() - t0;
+        elapsedMs += ms;
+        const rec = record(step + 1, res, ms, crops, rt);
+        records.push(rec);
+        await metrics.append(rec);
+        if (!res.applied) log(`\nstep ${step + 1}: non-finite ${res.nonFinite?.join(', ')}: step skipped${trainer.lossScaler ? ` (loss scale ${res.lossScale} → ${trainer.lossScaler.scale})` : ''}`);
+        bar?.update(step + 1, {
+          loss: res.loss.toFixed(4),
+          dino: res.dino.toFixed(3),
+          ibot: res.ibot.toFixed(3),
+          koleo: res.koleo.toFixed(3),
+          sigreg: res.sigreg.toFixed(3),
+          lr: res.lr.toExponential(2),
+          rate: ((crops * 1000) / ms).toFixed(2),
+          mem: fmtBytes(rt.memory().peak),
+        });
+        const done = step + 1;
+        finished = done;
+        if (done % (o.plotEvery ?? 10) === 0) await plot();
+        if (stopSignal) {
+          await save(done);
+          code = stopSignal === 'SIGINT' ? 130 : 143;
+          break;
+        }
+        if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save(done);
+      }
+      bar?.stop();
+      if (lastSaved !== finished) await save(finished);
+      await plot();
+      if (finished >= config.steps) {
+        const exportPath = join(runRoot, 'backbone.safetensors');
+        await writeSafetensorsFile(exportPath, await hostTensors(trainer.student.encoder), { format: 'pt', source: 'reef pretrain', preset: config.preset });
+        log(`student backbone (MONAI names, for reef features): ${exportPath}`);
+      }
+      summarise(records, r.prototypes, log);
+    } finally {
+      bar?.stop();
+      for (const [sig, h] of handlers) process.off(sig, h);
+      trainer.dispose();
+    }
+    return code;
+  }
+}
+
+/** The usable scans a run fixed at its start (null for a run directory from before scans.json). */
+async function readScanList(path: string): Promise<string[] | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return null;
+  }
+  const list = (JSON.parse(text) as { usable?: unknown }).usable;
+  if (!Array.isArray(list) || list.some((p) => typeof p !== 'string')) throw new ReefError(`${path}: no list of usable scans; is the run directory damaged?`);
+  return list as string[];
 }
 
 /** f32 host copies of GPU tensors, by name, for a safetensors file. */

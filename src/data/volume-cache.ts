@@ -23,6 +23,8 @@ export interface VolumeCacheOptions {
 interface Slot {
   promise: Promise<CropSource>;
   bytes: number;
+  /** Loaded and counted; a slot still loading is never evicted (that would free nothing). */
+  settled: boolean;
 }
 
 export function preparedBytes(src: CropSource): number {
@@ -61,13 +63,14 @@ export class VolumeCache {
       this.slots.set(key, hit);
       return hit.promise;
     }
-    const slot = { bytes: 0 } as Slot;
+    const slot = { bytes: 0, settled: false } as Slot;
     const { load, prepare } = this.opts;
     const prepared = prepare ? prepare(key) : load!(key).then((vol) => prepareVolume(vol, this.opts.spacing, this.opts.threshold));
     slot.promise = prepared.then(
       (src) => {
         if (this.slots.get(key) === slot) {
           slot.bytes = preparedBytes(src);
+          slot.settled = true;
           this.bytes += slot.bytes;
           this.evict(key);
         }
@@ -86,7 +89,7 @@ export class VolumeCache {
   private evict(keep: string): void {
     for (const [k, s] of this.slots) {
       if (this.bytes <= this.maxBytes) break;
-      if (k === keep) continue;
+      if (k === keep || !s.settled) continue;
       this.slots.delete(k);
       this.bytes -= s.bytes;
     }

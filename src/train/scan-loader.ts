@@ -7,13 +7,17 @@
  * differ between a run and its resumption.
  *
  * `open` reads every scan once: bad files are reported and skipped at the start, not hours in, and
- * the usable list is fixed before step 0. A scan that fails later (changed or removed during the
- * run) is reported once and its images come from the next usable scan.
+ * the usable list is fixed before step 0 (a run directory keeps it, and a resumed run opens that
+ * list with `keepListed`, so a scan lost since does not shift every later step). A scan that fails
+ * later (changed or removed during the run) is reported once and its images come from the next
+ * usable scan; which steps see that depends on when it is next read, so only unchanging files give
+ * bitwise-repeatable runs. A dead worker is not a bad scan: the pool replaces it, and a job it
+ * loses twice stops the run with a ScanWorkerError naming the job.
  */
 import { DataError } from '../data/errors.js';
 import type { CropSource } from '../data/crops.js';
 import { prepareScan, type ScanPrepareOptions } from '../data/scan-file.js';
-import { ScanWorkers } from './scan-workers.js';
+import { ScanWorkerError, ScanWorkers } from './scan-workers.js';
 import { VolumeCache } from '../data/volume-cache.js';
 import { batchMasks, batchSizes, cutImage, stepImages, type BatchSpec } from './pretrain-batch.js';
 import type { DinoBatch } from './dino-trainer.js';
@@ -25,6 +29,8 @@ export interface ScanLoaderOptions extends ScanPrepareOptions {
   workers?: number;
   /** Memory budget for prepared scans; default 4 GiB. */
   maxBytes?: number;
+  /** Keep every listed scan in `usable` even if it fails now (a resumed run's saved list): it is reported and passed over like a scan lost mid-run. */
+  keepListed?: boolean;
   log?: (line: string) => void;
 }
 
@@ -36,6 +42,9 @@ export class ScanLoader {
   private readonly failed = new Set<number>();
   /** The scans that passed `open`'s reading, in listing order; steps index into this. */
   usable: string[] = [];
+  /** Listed scans that `open` dropped, with the reason. */
+  skipped: { path: string; reason: string }[] = [];
+  private closed = false;
 
   private constructor(private readonly o: ScanLoaderOptions) {
     this.log = o.log ?? (() => {});
@@ -46,22 +55,24 @@ export class ScanLoader {
   /** Reads every listed scan once (as many at a time as there are workers), reporting and dropping bad ones. */
   static async open(paths: readonly string[], o: ScanLoaderOptions): Promise<ScanLoader> {
     const loader = new ScanLoader(o);
-    const ok = new Array<boolean>(paths.length).fill(false);
+    const reasons = new Array<string | null>(paths.length).fill(null);
     let next = 0;
     const lane = async () => {
       while (next < paths.length) {
         const i = next++;
         try {
           await loader.cache.get(paths[i]!);
-          ok[i] = true;
         } catch (e) {
-          loader.log(`skipping ${paths[i]}: ${(e as Error).message}`);
+          reasons[i] = (e as Error).message;
+          loader.log(`skipping ${paths[i]}: ${reasons[i]}`);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, loader.pool?.size ?? 1) }, lane));
-    loader.usable = paths.filter((_, i) => ok[i]);
-    if (loader.usable.length === 0) {
+    loader.usable = o.keepListed ? [...paths] : paths.filter((_, i) => reasons[i] === null);
+    loader.skipped = paths.flatMap((path, i) => (reasons[i] === null ? [] : [{ path, reason: reasons[i]! }]));
+    if (o.keepListed) reasons.forEach((r, i) => r !== null && loader.failed.add(i));
+    if (loader.usable.length === loader.failed.size) {
       await loader.close();
       throw new DataError(`none of the ${paths.length} volume(s) could be used (see the messages above)`);
     }
@@ -95,9 +106,12 @@ export class ScanLoader {
     for (let k = 0; k < n; k++) {
       const i = (index + k) % n;
       if (this.failed.has(i)) continue;
+      if (this.closed) throw new DataError('the scan loader is closed');
       try {
         return await this.cache.get(this.usable[i]!);
       } catch (e) {
+        // A closed loader or a dead worker says nothing about the scan.
+        if (this.closed || e instanceof ScanWorkerError) throw e;
         if (!this.failed.has(i)) this.log(`skipping ${this.usable[i]}: ${(e as Error).message} (it loaded at the start; its images now come from the next scan)`);
         this.failed.add(i);
       }
@@ -129,6 +143,7 @@ export class ScanLoader {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.cache.clear();
     await this.pool?.close();
   }

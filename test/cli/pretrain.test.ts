@@ -64,7 +64,7 @@ async function writeSeries(dir: string, vol: Volume, uids: readonly string[]): P
 }
 
 describe('reef pretrain', () => {
-  // Sinkhorn–Knopp over a queue here (pretrain-kill.test.ts resumes the default centring): the
+  // Sinkhorn–Knopp over a short queue here (pretrain-kill.test.ts resumes centring): the
   // queue's rows and fill must come back from the checkpoint for the resumed losses to match.
   const QUEUED = { overrides: { ...SMALL, centering: 'sinkhorn' as const, sinkhornQueue: 6 } };
   it('writes the run directory; a run stopped at step 2 and resumed matches an uninterrupted one bitwise', async () => {
@@ -120,6 +120,11 @@ describe('reef pretrain', () => {
     expect(text).not.toMatch(/skipping .*e-series:/);
     expect(text).toMatch(/skipping .*f-mixed: .*1\.2\.3\.5.*1\.2\.3\.6/s);
     expect(text).toContain('on 2 volume(s)');
+    // The run fixes its usable scans for --resume, with what was dropped and why.
+    const scans = JSON.parse(await readFile(join(root, 'r2', 'scans.json'), 'utf8')) as { usable: string[]; skipped: { path: string; reason: string }[] };
+    expect(scans.usable.map((p) => p.slice(bad.length + 1))).toEqual(['d-good.nii', 'e-series']);
+    expect(scans.skipped.map((e) => e.path.slice(bad.length + 1))).toEqual(['a-corrupt.nii.gz', 'b-nan.nii', 'c-small.nii', 'f-mixed']);
+    expect(scans.skipped[1]!.reason).toMatch(/NaN/);
 
     const allBad = join(root, 'allbad');
     await mkdir(allBad);

@@ -250,4 +250,24 @@ describe('VolumeCache', () => {
     await expect(cache.get('bad')).rejects.toThrow(/no such scan/);
     expect(loads.filter((k) => k === 'bad').length).toBe(2);
   });
+
+  it('never evicts a scan still loading (that frees nothing and loses the load)', async () => {
+    const loads: string[] = [];
+    let finishX: () => void = () => {};
+    const volume = (key: string) => ({ data: new Float32Array(20 ** 3).fill(40), shape: [20, 20, 20] as [number, number, number], spacing: [1.5, 1.5, 1.5] as [number, number, number], affine: [1.5, 0, 0, 0, 0, 1.5, 0, 0, 0, 0, 1.5, 0, 0, 0, 0, 1], dtype: 'int16', name: key });
+    const cache = new VolumeCache({
+      load: (key) => {
+        loads.push(key);
+        return key === 'x' ? new Promise((done) => (finishX = () => done(volume(key)))) : Promise.resolve(volume(key));
+      },
+      maxBytes: 1.5 * 64000, // room for one entry
+    });
+    const x = cache.get('x'); // first in recency order, still loading
+    await cache.get('y');
+    await cache.get('z'); // over budget: 'y' goes, 'x' stays
+    finishX();
+    await x;
+    await cache.get('x');
+    expect(loads).toEqual(['x', 'y', 'z']);
+  });
 });

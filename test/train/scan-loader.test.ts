@@ -4,6 +4,7 @@
  * the memory budget evicts; a scan that disappears after open is reported once and replaced by the
  * next one, the same way on both paths.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -132,5 +133,61 @@ describe('ScanLoader', () => {
     const broken = new URL('file:///nonexistent/reef-scan-worker.mjs');
     await expect(ScanLoader.open([good[0]!], { minSide: 20, workerScript: broken, workers: 2, log: (l) => lines.push(l) })).rejects.toThrow(/could be used/);
     expect(lines.join('\n')).toMatch(/scan worker \d (failed|exited)/);
+  });
+
+  it('a resumed run opens its saved list as is: a scan gone since is passed over in place, not dropped from the list', async () => {
+    const listed = [good[0]!, join(dir, 'gone.nii'), good[2]!];
+    const lines: string[] = [];
+    const loader = await ScanLoader.open(listed, { minSide: 20, workerScript: null, keepListed: true, log: (l) => lines.push(l) });
+    try {
+      expect(loader.usable).toEqual(listed);
+      expect(loader.skipped.map((s) => s.path)).toEqual([listed[1]]);
+      expect(lines).toHaveLength(1);
+      const spec = { ...SPEC, batch: 1, accumulate: 1 };
+      const sources = await Promise.all([good[0]!, good[2]!].map((p) => prepareScan(p, { minSide: 20 })));
+      // Step 1's image comes from scan 1, gone: scan 2 stands in; step 2 is scan 2's own.
+      for (const step of [0, 1, 2]) expectSameBatches(await loader.batches(step, spec), makeBatches([sources[0]!, sources[1]!, sources[1]!], step, spec));
+    } finally {
+      await loader.close();
+    }
+  });
+
+  it('a worker that dies is replaced and its job sent again: the batch is unchanged and no scan is blamed', async () => {
+    // A wrapper around the real worker that kills its thread on the first crop job it ever sees.
+    const mark = join(workerDir, 'crashed-once');
+    const wrapper = join(workerDir, 'crash-once.mjs');
+    // (The real worker is imported first, so its listener is there when the first job arrives.)
+    await writeFile(wrapper, `import ${JSON.stringify(worker.href)};
+import { parentPort } from 'node:worker_threads';
+import { existsSync, writeFileSync } from 'node:fs';
+parentPort.on('message', (job) => { if (job.kind === 'cut' && !existsSync(${JSON.stringify(mark)})) { writeFileSync(${JSON.stringify(mark)}, ''); process.exit(3); } });
+`);
+    const lines: string[] = [];
+    const loader = await ScanLoader.open(good, { minSide: 20, workerScript: pathToFileURL(wrapper), workers: 1, log: (l) => lines.push(l) });
+    try {
+      const sources = await Promise.all(good.map((p) => prepareScan(p, { minSide: 20 })));
+      expectSameBatches(await loader.batches(0, SPEC), makeBatches(sources, 0, SPEC));
+      expect(existsSync(mark)).toBe(true); // the one worker did die, and the step's other crops came from its replacement
+      expect(lines).toEqual([]);
+    } finally {
+      await loader.close();
+    }
+    // One that dies on every job fails the job by name, twice lost, and never hangs.
+    const always = join(workerDir, 'crash-always.mjs');
+    await writeFile(always, `import { parentPort } from 'node:worker_threads';
+parentPort.on('message', () => process.exit(4));
+`);
+    const failing = await ScanLoader.open(good, { minSide: 20, workerScript: null, log: () => {} });
+    const src = await failing.source(0);
+    await failing.close();
+    const { ScanWorkers } = await import('../../src/train/scan-workers');
+    const pool = new ScanWorkers(pathToFileURL(always), 2);
+    try {
+      await expect(pool.run({ kind: 'cut', source: src, step: 3, image: 1, b: 0, spec: SPEC, globals: new Float32Array(1), locals: new Float32Array(1) })).rejects.toThrow(
+        /scan worker \d exited \(code 4\) while cutting image 1 of step 3 from .*good-0\.nii, twice/,
+      );
+    } finally {
+      await pool.close();
+    }
   });
 });
