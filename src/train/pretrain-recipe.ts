@@ -7,14 +7,19 @@
  * epochs. Its other values come from runs on the one sample head CT (kernels-bench/RESULTS.md):
  *  - each sample's crops come from one region of the body (5–15 % of it) with one HU window: with
  *    crops of the whole scan and a window per crop, two views of a sample share no more than two
- *    samples do, and the teacher only drifted to uniform;
- *  - teacher temperature 0.02 throughout (0.03 and 0.04 drifted to uniform within 30 steps), the
- *    centres started at the first batch's teacher mean (from 0 the first steps sharpen the part of
- *    the logits all crops share, and a fast run fell into one prototype within ten steps), teacher
- *    momentum 0.99 → 1 (0.996 barely moves the teacher in a few hundred steps);
+ *    samples do, and the teacher only drifted to uniform; no flips (a flipped view of a head is
+ *    told apart by its left–right asymmetry alone);
+ *  - the embedding is the mean of the UNETR maps enc0–enc3: the default multiscale set's dec4 is one
+ *    voxel at 32³ crops, whose instance norms output 0;
+ *  - Sinkhorn–Knopp over the batch's teacher rows and a queue of the last 256 (SwAV's remedy for a
+ *    batch of 2; with centring the teacher learnt the sample's HU window and drifted to uniform);
+ *  - teacher temperature 0.008 throughout (0.03 and 0.04 drifted to uniform within 30 steps with
+ *    centring; 0.012 reached 0.69 ln K, 0.008 0.60), centres (centring only) started at the first
+ *    batch's teacher mean, teacher momentum 0.99 held (0.99 → 1 turned sooner, 0.996 barely moves
+ *    the teacher in a few hundred steps);
  *  - a peak lr of 7.8e-4 at batch 2 (base 0.1 per 256 images; 2e-3 collapsed into one prototype).
- * With these the DINO loss and the teacher's entropy fall for about 60 steps (entropy to ~0.66 ln K)
- * and then drift back towards uniform: the recipe does not yet learn in 300 steps.
+ * With these the DINO loss falls to ~0.68× its start by step 150, rises back to ~0.85× and levels
+ * there; the teacher stays at ~0.8 ln K with over 100 distinct argmax prototypes (seeds 0 and 1).
  */
 import { ReefError } from '../gpu/errors.js';
 import { preset, type ModelConfig } from '../models/swin3d/config.js';
@@ -138,11 +143,16 @@ export const RECIPES: Record<string, PretrainRecipe> = {
     headHidden: 256,
     baseLr: 0.1,
     warmupEpochs: 1,
-    teacherTemp: 0.02,
-    warmupTeacherTemp: 0.02,
+    teacherTemp: 0.008,
+    warmupTeacherTemp: 0.008,
     warmupTeacherTempEpochs: 1,
+    centering: 'sinkhorn',
+    sinkhornQueue: 256,
     centerInit: 'batch',
     momentumTeacher: 0.99,
+    momentumTeacherEnd: 0.99,
+    embeddingMaps: 'enc0,enc1,enc2,enc3',
+    flipProb: 0,
     regionScale: [0.05, 0.15],
     windows: 'per-sample',
     epochSteps: 50,

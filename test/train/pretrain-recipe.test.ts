@@ -10,7 +10,9 @@ import { DinoSchedules } from '../../src/train/schedules';
 
 describe('pretrain recipe', () => {
   it('passes the augmentation probabilities to the crops, defaulting to the augment module', () => {
-    const { spec } = recipeRun(recipe('tiny'), 10, 0);
+    // coralbay-b keeps the augment module's defaults; tiny turns flips off (its one head CT).
+    expect(recipeRun(recipe('tiny'), 10, 0).spec.crops.augment?.flipProb).toBe(0);
+    const { spec } = recipeRun(recipe('coralbay-b'), 10, 0);
     expect(spec.crops.augment).toEqual({ flipProb: DEFAULT_AUGMENT.flipProb, smoothProb: DEFAULT_AUGMENT.smoothProb, histogramShiftProb: DEFAULT_AUGMENT.histogramShiftProb });
     const opts = parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--flip-prob', '0', '--smooth-prob', '0.25', '--histogram-shift-prob', '1']);
     const r = { ...recipe('tiny'), ...opts.overrides };
@@ -30,9 +32,10 @@ describe('pretrain recipe', () => {
     expect(recipeRun(recipe('tiny'), 50, 0).options.precision).toBe('auto');
     const momenta = [0, 25, 49].map((k) => new DinoSchedules(options.schedules).at(k).teacherMomentum);
     expect(momenta.map((m) => m.toFixed(12))).toEqual(momenta.map(() => (0.99).toFixed(12)));
-    // The default still ends at 1 (DINO).
-    const dflt = new DinoSchedules(recipeRun({ ...recipe('tiny'), momentumTeacher: 0.99 }, 50, 0).options.schedules);
+    // DINO's default still ends at 1 (tiny holds 0.99).
+    const dflt = new DinoSchedules(recipeRun({ ...recipe('coralbay-b'), momentumTeacher: 0.99 }, 50, 0).options.schedules);
     expect(dflt.at(49).teacherMomentum).toBeGreaterThan(0.9999);
+    expect(new DinoSchedules(recipeRun(recipe('tiny'), 50, 0).options.schedules).at(49).teacherMomentum.toFixed(12)).toBe((0.99).toFixed(12));
     expect(() => parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--precision', 'f8'])).toThrow(/--precision f8: expected auto or f16 or f32/);
   });
 
