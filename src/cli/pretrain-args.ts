@@ -13,7 +13,7 @@ const RECIPE_KEYS = Object.keys(RECIPES.tiny!) as (keyof PretrainRecipe)[];
 
 export const PRETRAIN_USAGE = `pretrain --data DIR|LIST|sample|phantom --preset ${Object.keys(RECIPES).join('|')} --steps N --out RUN/
         [--batch B] [--seed S] [--checkpoint-every K] [--resume RUN/] [--plot-every N]
-        [--loader-workers N] [--data-cache-gb G]
+        [--loader-workers N] [--data-cache-gb G] [--prepared-cache DIR]
         recipe flags: ${RECIPE_KEYS.filter((k) => k !== 'model' && k !== 'batch').map(kebab).map((k) => `--${k}`).join(' ')}`;
 
 export function parsePretrainArgs(args: string[]): PretrainOptions {
@@ -31,6 +31,7 @@ export function parsePretrainArgs(args: string[]): PretrainOptions {
       'plot-every': { type: 'string', default: '10' },
       'loader-workers': { type: 'string' },
       'data-cache-gb': { type: 'string' },
+      'prepared-cache': { type: 'string' },
       ...recipeFlags,
     },
   });
@@ -81,6 +82,7 @@ export function parsePretrainArgs(args: string[]): PretrainOptions {
     plotEvery: int('plot-every', 1),
     ...(v['loader-workers'] !== undefined ? { loaderWorkers: int('loader-workers', 0) } : {}),
     ...(v['data-cache-gb'] !== undefined ? { dataCacheBytes: gib('data-cache-gb') } : {}),
+    ...(v['prepared-cache'] !== undefined ? { preparedCache: v['prepared-cache'] } : {}),
     overrides,
     handleSignals: true,
   };

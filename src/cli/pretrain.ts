@@ -51,6 +51,8 @@ export interface PretrainOptions {
   loaderWorkers?: number;
   /** Memory budget for resampled scans (least recently used out); default 4 GiB. */
   dataCacheBytes?: number;
+  /** Keep resampled scans in this folder across passes and runs (prepared-cache.ts); default none. */
+  preparedCache?: string;
   /** The loader's worker script; default the bundled scan-worker.mjs beside this module (none when run from source). */
   scanWorkerScript?: URL | null;
 }
@@ -128,7 +130,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   // lost since is passed over in place instead of shifting every later step's scans.
   const scansPath = join(runRoot, 'scans.json');
   const saved = o.resume ? await readScanList(scansPath) : null;
-  const loader = await ScanLoader.open(saved ?? config.volumes, { minSide: r.globalSide, workerScript: workers > 0 ? script : null, workers, maxBytes: o.dataCacheBytes, keepListed: saved !== null, log });
+  const loader = await ScanLoader.open(saved ?? config.volumes, { minSide: r.globalSide, workerScript: workers > 0 ? script : null, workers, maxBytes: o.dataCacheBytes, keepListed: saved !== null, ...(o.preparedCache ? { cacheDir: resolve(o.preparedCache) } : {}), log });
   try {
     if (!saved) await writeFileAtomic(scansPath, `${JSON.stringify({ usable: loader.usable, skipped: loader.skipped }, null, 2)}\n`);
     return await train(loader);

@@ -93,7 +93,7 @@ export class ScanLoader {
   }
 
   private async prepare(path: string): Promise<CropSource> {
-    const options: ScanPrepareOptions = { minSide: this.o.minSide };
+    const options: ScanPrepareOptions = { minSide: this.o.minSide, ...(this.o.cacheDir ? { cacheDir: this.o.cacheDir } : {}) };
     if (!this.pool) return prepareScan(path, options, this.log);
     const reply = await this.pool.run({ kind: 'prepare', path, options });
     for (const line of reply.logs) this.log(line);

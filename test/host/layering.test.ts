@@ -17,7 +17,7 @@ const NODE_LAYER = [
   /^src\/host\/node\.ts$/,
   /^src\/io\/node-file\.ts$/,
   /^src\/io\/run-dir\.ts$/,
-  /^src\/data\/(nifti-file|dicom-folder|deb|sample-ct|scan-file)\.ts$/,
+  /^src\/data\/(nifti-file|dicom-folder|deb|sample-ct|scan-file|prepared-cache)\.ts$/,
   /^src\/train\/(scan-worker|scan-workers)\.ts$/,
 ];
 const inNodeLayer = (f: string) => NODE_LAYER.some((re) => re.test(f));

@@ -5,7 +5,7 @@
  * next one, the same way on both paths.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -188,6 +188,20 @@ parentPort.on('message', () => process.exit(4));
       );
     } finally {
       await pool.close();
+    }
+  });
+
+  it('with a prepared-scan folder, worker threads write it once and read it after: the batches stay bitwise', async () => {
+    const cacheDir = join(dir, 'prepared');
+    const sources = await Promise.all(good.map((p) => prepareScan(p, { minSide: 20 })));
+    for (let pass = 0; pass < 2; pass++) {
+      const loader = await ScanLoader.open(good, { minSide: 20, workerScript: worker, workers: 2, cacheDir, log: () => {} });
+      try {
+        expect((await readdir(cacheDir)).filter((f) => f.endsWith('.prepared'))).toHaveLength(3);
+        expectSameBatches(await loader.batches(1, SPEC), makeBatches(sources, 1, SPEC));
+      } finally {
+        await loader.close();
+      }
     }
   });
 });

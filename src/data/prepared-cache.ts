@@ -1,0 +1,85 @@
+/**
+ * Resampled scans kept on disk (Node), so that a scan is resampled once, not once per pass through a
+ * folder larger than the memory budget, nor again on each --resume. An entry is named by a hash of
+ * the source (path, size and modification time of the file, or of every file of a DICOM folder) and
+ * the target spacing, so an edited scan is resampled afresh. Its format is exact: a JSON header
+ * (shape, spacing and affine as JSON numbers) and the f32 voxels as they were computed, so a cached
+ * scan gives bitwise the crops of a freshly resampled one. Entries are written to a temporary name
+ * and renamed into place; an entry that cannot be read is a miss (rewritten), never an error.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Volume } from './nifti.js';
+
+const MAGIC = 'REEF-PREPARED-1\n';
+
+interface Header {
+  shape: [number, number, number];
+  spacing: [number, number, number];
+  affine: number[];
+  dtype: string;
+  source: string;
+}
+
+/** What identifies a scan's contents without reading them: its files' sizes and modification times. */
+async function sourceStamp(path: string): Promise<string> {
+  const info = await stat(path);
+  if (!info.isDirectory()) return `${info.size}:${info.mtimeMs}`;
+  const parts: string[] = [];
+  for (const name of (await readdir(path)).sort()) {
+    const f = await stat(join(path, name));
+    if (f.isFile()) parts.push(`${name}:${f.size}:${f.mtimeMs}`);
+  }
+  return parts.join('|');
+}
+
+/** The cache file for `path` resampled to `spacing` mm. */
+export async function preparedCacheFile(dir: string, path: string, spacing: readonly number[]): Promise<string> {
+  const key = JSON.stringify({ path, stamp: await sourceStamp(path), spacing, magic: MAGIC });
+  return join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.prepared`);
+}
+
+/** The cached resampled volume, or null when there is none or it cannot be read. */
+export async function readPrepared(file: string, name: string): Promise<Volume | null> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch {
+    return null;
+  }
+  try {
+    if (bytes.subarray(0, MAGIC.length).toString('latin1') !== MAGIC) return null;
+    const headerLength = bytes.readUInt32LE(MAGIC.length);
+    const start = MAGIC.length + 4;
+    const h = JSON.parse(bytes.subarray(start, start + headerLength).toString('utf8')) as Header;
+    const dataStart = start + headerLength;
+    const count = h.shape[0] * h.shape[1] * h.shape[2];
+    if (dataStart % 4 !== 0 || bytes.length !== dataStart + count * 4) return null;
+    // Copied out, so the volume owns an aligned buffer of exactly its size.
+    const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset + dataStart, bytes.byteOffset + dataStart + count * 4));
+    return { data, shape: h.shape, spacing: h.spacing, affine: h.affine, dtype: h.dtype, name };
+  } catch {
+    return null;
+  }
+}
+
+/** Writes the entry under a temporary name and renames it into place (a reader never sees half of one). */
+export async function writePrepared(file: string, vol: Volume, source: string): Promise<void> {
+  const header: Header = { shape: vol.shape, spacing: vol.spacing, affine: vol.affine, dtype: vol.dtype, source };
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  // Pad the header with spaces so that the voxels start 4-byte aligned.
+  const pad = (4 - ((MAGIC.length + 4 + json.length) % 4)) % 4;
+  json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(json.length);
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await mkdir(join(file, '..'), { recursive: true });
+  try {
+    await writeFile(tmp, Buffer.concat([Buffer.from(MAGIC, 'latin1'), length, json, Buffer.from(vol.data.buffer, vol.data.byteOffset, vol.data.byteLength)]));
+    await rename(tmp, file);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
