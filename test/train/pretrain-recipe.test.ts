@@ -40,8 +40,9 @@ describe('pretrain recipe', () => {
   });
 
   it('passes the loader flags (not recipe values: they never change a step); bad values are refused', () => {
-    const opts = parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--loader-workers', '0', '--data-cache-gb', '0.5']);
+    const opts = parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x', '--loader-workers', '0', '--data-cache-gb', '0.5', '--prepared-cache', 'cache/']);
     expect(opts.loaderWorkers).toBe(0);
+    expect(opts.preparedCache).toBe('cache/');
     expect(opts.dataCacheBytes).toBe(2 ** 29);
     expect(opts.overrides).toEqual({});
     const dflt = parsePretrainArgs(['--data', 'sample', '--steps', '5', '--out', 'x']);
