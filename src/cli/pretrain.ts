@@ -91,6 +91,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   let restore: ((trainer: DinoTrainer) => Promise<void>) | null = null;
   if (o.resume) {
     config = await readConfig(runRoot);
+    if (o.data !== undefined && o.data !== config.data) log(`--data ${o.data} ignored: a resumed run reads the scans it started with (${join(runRoot, 'scans.json')})`);
     if (o.steps > 0) config.steps = o.steps;
     const ref = await run.latest();
     if (ref) {
@@ -189,7 +190,15 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
       let next = ahead(start);
       for (let step = start; step < stopAt; step++) {
         const t0 = performance.now();
-        const pending = trainer.step(step, await next!);
+        let batch: DinoBatch[];
+        try {
+          batch = await next!;
+        } catch (e) {
+          // The data failed (no scan left, a worker lost twice): the trainer is whole, keep its steps.
+          if (finished !== lastSaved) await save(finished);
+          throw e;
+        }
+        const pending = trainer.step(step, batch);
         next = ahead(step + 1);
         const res = await pending;
         const ms = performance.now() - t0;
@@ -241,10 +250,16 @@ async function readScanList(path: string): Promise<string[] | null> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
-  } catch {
-    return null;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new ReefError(`${path}: cannot read the run's list of scans (${(e as Error).message})`);
   }
-  const list = (JSON.parse(text) as { usable?: unknown }).usable;
+  let list: unknown;
+  try {
+    list = (JSON.parse(text) as { usable?: unknown }).usable;
+  } catch (e) {
+    throw new ReefError(`${path}: not JSON (${(e as Error).message}); is the run directory damaged?`);
+  }
   if (!Array.isArray(list) || list.some((p) => typeof p !== 'string')) throw new ReefError(`${path}: no list of usable scans; is the run directory damaged?`);
   return list as string[];
 }

@@ -3,16 +3,19 @@
  * folder larger than the memory budget, nor again on each --resume. An entry is named by a hash of
  * the source (path, size and modification time of the file, or of every file of a DICOM folder) and
  * the target spacing, so an edited scan is resampled afresh. Its format is exact: a JSON header
- * (shape, spacing and affine as JSON numbers) and the f32 voxels as they were computed, so a cached
- * scan gives bitwise the crops of a freshly resampled one. Entries are written to a temporary name
- * and renamed into place; an entry that cannot be read is a miss (rewritten), never an error.
+ * (shape, spacing and affine as JSON numbers; JSON has no −0, harmless as crops never read the
+ * affine) and the f32 voxels as they were computed, so a cached scan gives bitwise the crops of a
+ * freshly resampled one. Entries are written to a temporary name, synced and renamed into place; an
+ * entry that cannot be read is a miss (rewritten), never an error.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Volume } from './nifti.js';
 
 const MAGIC = 'REEF-PREPARED-1\n';
+/** Part of every key: raise it when reading or resampling changes, so that old entries miss. */
+const PREPARE_VERSION = 1;
 
 interface Header {
   shape: [number, number, number];
@@ -24,19 +27,21 @@ interface Header {
 
 /** What identifies a scan's contents without reading them: its files' sizes and modification times. */
 async function sourceStamp(path: string): Promise<string> {
+  // ctime and inode too: a copy that keeps the old mtime (cp -p, rsync -a) still changes them.
+  const one = (f: { size: number; mtimeMs: number; ctimeMs: number; ino: number }) => `${f.size}:${f.mtimeMs}:${f.ctimeMs}:${f.ino}`;
   const info = await stat(path);
-  if (!info.isDirectory()) return `${info.size}:${info.mtimeMs}`;
+  if (!info.isDirectory()) return one(info);
   const parts: string[] = [];
   for (const name of (await readdir(path)).sort()) {
     const f = await stat(join(path, name));
-    if (f.isFile()) parts.push(`${name}:${f.size}:${f.mtimeMs}`);
+    if (f.isFile()) parts.push(`${name}:${one(f)}`);
   }
   return parts.join('|');
 }
 
 /** The cache file for `path` resampled to `spacing` mm. */
 export async function preparedCacheFile(dir: string, path: string, spacing: readonly number[]): Promise<string> {
-  const key = JSON.stringify({ path, stamp: await sourceStamp(path), spacing, magic: MAGIC });
+  const key = JSON.stringify({ path, stamp: await sourceStamp(path), spacing, version: PREPARE_VERSION });
   return join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.prepared`);
 }
 
@@ -73,10 +78,17 @@ export async function writePrepared(file: string, vol: Volume, source: string): 
   json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
   const length = Buffer.alloc(4);
   length.writeUInt32LE(json.length);
+  // A unique temporary name: worker threads share the process id.
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   await mkdir(join(file, '..'), { recursive: true });
   try {
-    await writeFile(tmp, Buffer.concat([Buffer.from(MAGIC, 'latin1'), length, json, Buffer.from(vol.data.buffer, vol.data.byteOffset, vol.data.byteLength)]));
+    const handle = await open(tmp, 'w');
+    try {
+      await handle.writev([Buffer.from(MAGIC, 'latin1'), length, json, Buffer.from(vol.data.buffer, vol.data.byteOffset, vol.data.byteLength)]);
+      await handle.sync(); // the length check on reading cannot see voxels lost to a crash
+    } finally {
+      await handle.close();
+    }
     await rename(tmp, file);
   } catch (e) {
     await rm(tmp, { force: true });

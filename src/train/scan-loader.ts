@@ -29,6 +29,8 @@ export interface ScanLoaderOptions extends ScanPrepareOptions {
   workers?: number;
   /** Memory budget for prepared scans; default 4 GiB. */
   maxBytes?: number;
+  /** How long a worker may take over one job before it is stopped (default 10 minutes). */
+  jobTimeoutMs?: number;
   /** Keep every listed scan in `usable` even if it fails now (a resumed run's saved list): it is reported and passed over like a scan lost mid-run. */
   keepListed?: boolean;
   log?: (line: string) => void;
@@ -48,8 +50,8 @@ export class ScanLoader {
 
   private constructor(private readonly o: ScanLoaderOptions) {
     this.log = o.log ?? (() => {});
-    this.pool = o.workerScript ? new ScanWorkers(o.workerScript, o.workers ?? 1) : null;
-    this.cache = new VolumeCache({ prepare: (path) => this.prepare(path), maxBytes: o.maxBytes });
+    this.cache = new VolumeCache({ prepare: (path) => this.prepare(path), maxBytes: o.maxBytes }); // checks maxBytes before any thread starts
+    this.pool = o.workerScript ? new ScanWorkers(o.workerScript, o.workers ?? 1, o.jobTimeoutMs) : null;
   }
 
   /** Reads every listed scan once (as many at a time as there are workers), reporting and dropping bad ones. */
@@ -63,12 +65,18 @@ export class ScanLoader {
         try {
           await loader.cache.get(paths[i]!);
         } catch (e) {
+          if (e instanceof ScanWorkerError) throw e; // a dead worker says nothing about the scan
           reasons[i] = (e as Error).message;
           loader.log(`skipping ${paths[i]}: ${reasons[i]}`);
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, loader.pool?.size ?? 1) }, lane));
+    try {
+      await Promise.all(Array.from({ length: Math.max(1, loader.pool?.size ?? 1) }, lane));
+    } catch (e) {
+      await loader.close();
+      throw e;
+    }
     loader.usable = o.keepListed ? [...paths] : paths.filter((_, i) => reasons[i] === null);
     loader.skipped = paths.flatMap((path, i) => (reasons[i] === null ? [] : [{ path, reason: reasons[i]! }]));
     if (o.keepListed) reasons.forEach((r, i) => r !== null && loader.failed.add(i));

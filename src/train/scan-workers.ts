@@ -3,8 +3,9 @@
  * in flight, and each reply settles its job's promise. A worker that dies is replaced and its jobs
  * are sent again (they are pure: reading a scan, cutting crops); a job that has now been lost twice,
  * or that finds no worker left, fails with a ScanWorkerError that names the job, so a crash is never
- * taken for a bad scan and never leaves a job hanging. The pool must be closed (its workers keep
- * the process alive).
+ * taken for a bad scan and never leaves a job hanging. A worker that holds a job past the time limit
+ * (a stuck read) or sends a reply that cannot be decoded is stopped and counts as dead. The pool
+ * must be closed (its workers keep the process alive).
  */
 import { Worker } from 'node:worker_threads';
 import { DataError } from '../data/errors.js';
@@ -28,6 +29,8 @@ interface Pending {
   reject: (e: Error) => void;
   worker: number;
   sends: number;
+  /** Fires when the worker has held the job too long: it is then stopped like a dead one. */
+  watchdog?: ReturnType<typeof setTimeout>;
 }
 
 interface Slot {
@@ -49,7 +52,12 @@ export class ScanWorkers {
   private respawns = 0;
   private closed = false;
 
-  constructor(private readonly script: URL, count: number) {
+  constructor(
+    private readonly script: URL,
+    count: number,
+    /** How long one job may take before its worker is stopped; default 10 minutes. */
+    private readonly jobTimeoutMs = 10 * 60_000,
+  ) {
     if (!(Number.isInteger(count) && count >= 1)) throw new DataError(`scan workers: count must be an integer ≥ 1, got ${count}`);
     for (let w = 0; w < count; w++) this.spawn(w);
   }
@@ -61,6 +69,10 @@ export class ScanWorkers {
   private spawn(w: number): void {
     const worker = new Worker(this.script);
     worker.on('message', (reply: ScanReply) => this.settle(reply));
+    worker.on('messageerror', (e) => {
+      this.lost(w, worker, `sent a reply that could not be read (${e.message})`);
+      void worker.terminate();
+    });
     worker.on('error', (e) => this.lost(w, worker, `failed: ${e.message}`));
     worker.on('exit', (code) => this.lost(w, worker, `exited (code ${code})`));
     this.slots[w] = { worker, inFlight: 0 };
@@ -79,14 +91,21 @@ export class ScanWorkers {
   private send(p: Pending, why: string): void {
     const w = this.leastBusy();
     if (w < 0) {
+      clearTimeout(p.watchdog);
       this.pending.delete(p.job.id);
       p.reject(new ScanWorkerError(`scan workers: none left ${describeJob(p.job)} (${why})`));
       return;
     }
     p.worker = w;
     p.sends++;
+    const worker = this.slots[w]!.worker!;
     this.slots[w]!.inFlight++;
-    this.slots[w]!.worker!.postMessage(p.job);
+    clearTimeout(p.watchdog);
+    p.watchdog = setTimeout(() => {
+      this.lost(w, worker, `did not answer within ${this.jobTimeoutMs / 1000} s`);
+      void worker.terminate();
+    }, this.jobTimeoutMs);
+    worker.postMessage(p.job);
   }
 
   run(job: ScanJobInput): Promise<ScanReply & { ok: true }> {
@@ -103,6 +122,7 @@ export class ScanWorkers {
     const p = this.pending.get(reply.id);
     if (!p) return;
     this.pending.delete(reply.id);
+    clearTimeout(p.watchdog);
     this.slots[p.worker]!.inFlight--;
     if (reply.ok) p.resolve(reply);
     else p.reject(new DataError(reply.message));
@@ -117,6 +137,7 @@ export class ScanWorkers {
     const orphans = [...this.pending.values()].filter((p) => p.worker === w);
     if (this.closed) {
       for (const p of orphans) {
+        clearTimeout(p.watchdog);
         this.pending.delete(p.job.id);
         p.reject(new DataError('scan workers: the pool is closed'));
       }
@@ -129,6 +150,7 @@ export class ScanWorkers {
     const reason = `scan worker ${w} ${why}`;
     for (const p of orphans) {
       if (p.sends >= 2) {
+        clearTimeout(p.watchdog);
         this.pending.delete(p.job.id);
         p.reject(new ScanWorkerError(`${reason} while ${describeJob(p.job)}, twice`));
       } else {

@@ -131,8 +131,11 @@ describe('ScanLoader', () => {
   it('a worker script that cannot start fails the loader with its reason instead of hanging', async () => {
     const lines: string[] = [];
     const broken = new URL('file:///nonexistent/reef-scan-worker.mjs');
-    await expect(ScanLoader.open([good[0]!], { minSide: 20, workerScript: broken, workers: 2, log: (l) => lines.push(l) })).rejects.toThrow(/could be used/);
-    expect(lines.join('\n')).toMatch(/scan worker \d (failed|exited)/);
+    // The scan is not blamed: the error is the worker's, and nothing is reported as skipped.
+    await expect(ScanLoader.open([good[0]!], { minSide: 20, workerScript: broken, workers: 2, log: (l) => lines.push(l) })).rejects.toThrow(
+      /scan worker \d (failed|exited).*while reading .*good-0\.nii/,
+    );
+    expect(lines).toEqual([]);
   });
 
   it('a resumed run opens its saved list as is: a scan gone since is passed over in place, not dropped from the list', async () => {
@@ -172,6 +175,25 @@ parentPort.on('message', (job) => { if (job.kind === 'cut' && !existsSync(${JSON
     } finally {
       await loader.close();
     }
+    // A worker that dies while opening a scan is not that scan's fault: open fails, nothing is skipped.
+    const onRead = join(workerDir, 'crash-on-read.mjs');
+    await writeFile(onRead, `import ${JSON.stringify(worker.href)};
+import { parentPort } from 'node:worker_threads';
+parentPort.on('message', (job) => { if (job.kind === 'prepare' && job.path.endsWith('good-1.nii')) process.exit(5); });
+`);
+    const skipped: string[] = [];
+    await expect(ScanLoader.open(good, { minSide: 20, workerScript: pathToFileURL(onRead), workers: 1, log: (l) => skipped.push(l) })).rejects.toThrow(
+      /scan worker 0 exited \(code 5\) while reading .*good-1\.nii, twice/,
+    );
+    expect(skipped).toEqual([]);
+    // A worker that never answers is stopped after the time limit, and the job fails by name.
+    const silent = join(workerDir, 'silent.mjs');
+    await writeFile(silent, `import { parentPort } from 'node:worker_threads';
+parentPort.on('message', () => {});
+`);
+    await expect(ScanLoader.open([good[0]!], { minSide: 20, workerScript: pathToFileURL(silent), workers: 1, jobTimeoutMs: 300, log: () => {} })).rejects.toThrow(
+      /scan worker 0 did not answer within 0\.3 s while reading .*good-0\.nii, twice/,
+    );
     // One that dies on every job fails the job by name, twice lost, and never hangs.
     const always = join(workerDir, 'crash-always.mjs');
     await writeFile(always, `import { parentPort } from 'node:worker_threads';
