@@ -29,6 +29,8 @@ export interface ScanLoaderOptions extends ScanPrepareOptions {
   workers?: number;
   /** Memory budget for prepared scans; default 4 GiB. */
   maxBytes?: number;
+  /** Log how far `open` has got at most this often (default 10 s). */
+  progressEveryMs?: number;
   /** How long a worker may take over one job before it is stopped (default 10 minutes). */
   jobTimeoutMs?: number;
   /** Keep every listed scan in `usable` even if it fails now (a resumed run's saved list): it is reported and passed over like a scan lost mid-run. */
@@ -59,6 +61,11 @@ export class ScanLoader {
     const loader = new ScanLoader(o);
     const reasons = new Array<string | null>(paths.length).fill(null);
     let next = 0;
+    let done = 0;
+    let bad = 0;
+    // A big folder takes minutes to read: say how far it has got.
+    const every = o.progressEveryMs ?? 10_000;
+    let lastReport = Date.now();
     const lane = async () => {
       while (next < paths.length) {
         const i = next++;
@@ -67,7 +74,13 @@ export class ScanLoader {
         } catch (e) {
           if (e instanceof ScanWorkerError) throw e; // a dead worker says nothing about the scan
           reasons[i] = (e as Error).message;
+          bad++;
           loader.log(`skipping ${paths[i]}: ${reasons[i]}`);
+        }
+        done++;
+        if (done < paths.length && Date.now() - lastReport >= every) {
+          lastReport = Date.now();
+          loader.log(`reading scans: ${done}/${paths.length}${bad ? ` (${bad} skipped)` : ''}`);
         }
       }
     };

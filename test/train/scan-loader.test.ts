@@ -62,10 +62,13 @@ describe('ScanLoader', () => {
     const logs: string[][] = [[], []];
     const loaders = [
       await ScanLoader.open(listed, { minSide: 20, workerScript: worker, workers: 2, log: (l) => logs[0]!.push(l) }),
-      await ScanLoader.open(listed, { minSide: 20, workerScript: null, log: (l) => logs[1]!.push(l) }),
+      await ScanLoader.open(listed, { minSide: 20, workerScript: null, log: (l) => logs[1]!.push(l), progressEveryMs: 0 }),
     ];
     try {
       expect(loaders[0]!.workers).toBe(2);
+      // The main-thread loader reported its progress after every scan but the last.
+      expect(logs[1]!.filter((l) => l.startsWith('reading scans'))).toEqual(['reading scans: 1/5', 'reading scans: 2/5 (1 skipped)', 'reading scans: 3/5 (1 skipped)', 'reading scans: 4/5 (2 skipped)']);
+      logs[1] = logs[1]!.filter((l) => !l.startsWith('reading scans'));
       for (const [k, loader] of loaders.entries()) {
         expect(loader.usable).toEqual(good);
         expect(logs[k]!.join('\n')).toMatch(/skipping .*bad-truncated\.nii: /);
