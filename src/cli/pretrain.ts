@@ -235,7 +235,8 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
         await writeSafetensorsFile(exportPath, await hostTensors(trainer.student.encoder), { format: 'pt', source: 'reef pretrain', preset: config.preset });
         log(`student backbone (MONAI names, for reef features): ${exportPath}`);
       }
-      summarise(records, r.prototypes, log);
+      const summary = runSummary(records, r.prototypes);
+      if (summary) log(summary);
     } finally {
       bar?.stop();
       for (const [sig, h] of handlers) process.off(sig, h);
@@ -304,22 +305,22 @@ function record(step: number, r: DinoStepResult, ms: number, crops: number, rt: 
 }
 
 /**
- * What says whether it learnt: the mean DINO loss of the last 20 steps against the first 20, and over
- * the last 100 the teacher's mean entropy (against ln K: uniform) and its distinct argmax prototypes
- * (1: collapsed).
+ * What says whether it learnt: the mean DINO loss of the last 20 steps against the first 20 (halves
+ * of a shorter run, so the two never overlap), and over the last 100 the teacher's mean entropy
+ * (against ln K: uniform) and its distinct argmax prototypes (1: collapsed).
  */
-function summarise(records: Record<string, unknown>[], prototypes: number, log: (l: string) => void): void {
-  if (records.length === 0) return;
-  const mean = (rs: Record<string, unknown>[], k: string) => rs.reduce((s, r) => s + Number(r[k]), 0) / Math.max(rs.length, 1);
-  const n = Math.min(20, records.length);
+export function runSummary(records: readonly Record<string, unknown>[], prototypes: number): string | null {
+  if (records.length === 0) return null;
+  const mean = (rs: readonly Record<string, unknown>[], k: string) => rs.reduce((s, r) => s + Number(r[k]), 0) / Math.max(rs.length, 1);
+  const n = Math.max(1, Math.min(20, Math.floor(records.length / 2)));
   const head = records.slice(0, n);
   const tail = records.slice(-n);
   const last = records.slice(-100);
   const distinct = new Set(last.flatMap((r) => (Array.isArray(r.teacher_argmax) ? (r.teacher_argmax as number[]) : [])));
-  log(
+  return (
     `${records.length} steps: mean DINO loss first ${n} ${mean(head, 'dino').toFixed(4)}, last ${n} ${mean(tail, 'dino').toFixed(4)} ` +
-      `(${(mean(tail, 'dino') / mean(head, 'dino')).toFixed(3)}×); last ${last.length}: teacher entropy ${mean(last, 'teacher_entropy').toFixed(3)} nats ` +
-      `(${(mean(last, 'teacher_entropy') / Math.log(prototypes)).toFixed(3)} ln K), ${distinct.size} distinct argmax prototypes`,
+    `(${(mean(tail, 'dino') / mean(head, 'dino')).toFixed(3)}×); last ${last.length}: teacher entropy ${mean(last, 'teacher_entropy').toFixed(3)} nats ` +
+    `(${(mean(last, 'teacher_entropy') / Math.log(prototypes)).toFixed(3)} ln K), ${distinct.size} distinct argmax prototypes`
   );
 }
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime';
-import { runPretrain, type PretrainOptions } from '../../src/cli/pretrain';
+import { runPretrain, runSummary, type PretrainOptions } from '../../src/cli/pretrain';
 import { encodeNifti1 } from '../../src/data/nifti-write';
 import { makePhantom } from '../../src/data/phantom';
 import type { Volume } from '../../src/data/nifti';
@@ -130,5 +130,17 @@ describe('reef pretrain', () => {
     await mkdir(allBad);
     await writeFile(join(allBad, 'x.nii'), Buffer.from('garbage'));
     await expect(runPretrain(rt, base(join(root, 'r3'), { data: allBad, log: () => {} }))).rejects.toThrow(/none of the 1 volume\(s\) could be used/);
+  });
+
+  it('summarises a run by its first and last 20 steps, or its halves when shorter, and the last 100', () => {
+    const rec = (step: number, dino: number, entropy: number, argmax: number[]) => ({ step, dino, teacher_entropy: entropy, teacher_argmax: argmax });
+    const long = Array.from({ length: 300 }, (_, i) => rec(i + 1, i < 20 ? 8 : i >= 280 ? 6 : 7, i >= 200 ? Math.log(64) / 2 : 1, [i % 37, 50]));
+    expect(runSummary(long, 64)).toBe(
+      `300 steps: mean DINO loss first 20 8.0000, last 20 6.0000 (0.750×); last 100: teacher entropy ${(Math.log(64) / 2).toFixed(3)} nats (0.500 ln K), 38 distinct argmax prototypes`,
+    );
+    // A 20-step demo compares its first 10 steps with its last 10, not a window with itself.
+    const short = Array.from({ length: 20 }, (_, i) => rec(i + 1, i < 10 ? 8 : 7, 1, [i]));
+    expect(runSummary(short, 64)).toMatch(/^20 steps: mean DINO loss first 10 8\.0000, last 10 7\.0000 \(0\.875×\); last 20: .* 20 distinct/);
+    expect(runSummary([], 64)).toBeNull();
   });
 });
