@@ -41,6 +41,11 @@ struct Params {
   Dp: u32, Hp: u32, Wp: u32, cz: u32,
   cy: u32, rows: u32, vrows: u32, group: u32,
   chunks: u32, scale: f32,
+  // dqTable's lane i takes query row rowOrder[i] (ordered = 1; rows that are padding in more
+  // windows last, so that neighbouring lanes are padding together and their SIMD group skips the
+  // keys), or row i (ordered = 0). Any order gives the same sums.
+  ordered: u32,
+  rowOrder: array<vec4u, 16>,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<T>>;
@@ -73,6 +78,11 @@ fn band(pos: u32, size: u32, w: u32, s: u32) -> u32 {
 // x mod n for 0 ≤ x < 2n, without a division.
 fn wrap(x: u32, n: u32) -> u32 {
   return select(x, x - n, x >= n);
+}
+
+fn queryRow(i: u32) -> u32 {
+  if (p.ordered == 0u) { return i; }
+  return p.rowOrder[i / 4u][i % 4u];
 }
 
 fn invocation(wid: vec3u, nwg: vec3u, lid: vec3u) -> u32 {
@@ -193,7 +203,7 @@ fn dqPair(x: u32, qs: ptr<function, array<Query, CX>>, key: ptr<function, Key>, 
 @compute @workgroup_size(WG)
 fn dqTable(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let lane = invocation(wid, nwg, lid);
-  let r = lane % p.vrows;
+  let r = queryRow(lane % p.vrows);
   let h = (lane / p.vrows) % p.heads;
   let chunk = lane / (p.vrows * p.heads);
   if (chunk >= p.chunks) { return; }

@@ -239,7 +239,8 @@ function rowsBackward(
   const chunks0 = Math.max(1, Math.min(nBW, Math.ceil(DQ_LANES / (heads * vrows))));
   const group = Math.max(1, Math.ceil(nBW / chunks0));
   const chunks = Math.ceil(nBW / group);
-  const p = { ...rest, B, C, heads, n, nWin, rows, vrows, group, chunks }; // the configured x extent is the CX constant
+  const order = dqRowOrder({ ...rest, n, nWin }, cx, vrows);
+  const p = { ...rest, B, C, heads, n, nWin, rows, vrows, group, chunks, ordered: order ? 1 : 0, rowOrder: order ?? [] }; // the configured x extent is the CX constant
   const consts = { WG: WG_BWD, H4: hd / 4, CX: cx, XS: 2 * cx - 1, XS4: Math.ceil((2 * cx - 1) / 4), XC4: Math.ceil((3 * cx - 1) / 4) };
   const kernel = (entry: string) => ({ shader: WINDOW_ATTENTION_ROWS_BACKWARD, entry, elem: t.qs.dtype, consts });
   const maxWg = rt.caps.maxWorkgroupsPerDimension;
@@ -286,6 +287,35 @@ function rowsBackward(
   const dbias = sum(dbiasPart, [0]);
   dbiasPart.dispose();
   return [dtable, dbias];
+}
+
+/**
+ * The order in which dqTable's lanes take the query rows of a window: rows that are all padding in
+ * more windows come later (ties by row), so that in a window with padding the dead rows sit together
+ * and whole SIMD groups of lanes skip their keys (a CPU adapter runs 8 neighbouring lanes as one).
+ * Row r is dead in a window when none of its tokens r·cx … r·cx + cx − 1 (< n) is a real voxel, as
+ * the kernel decides it. Null (lane order) when the rows do not fit the uniform's 64 slots.
+ */
+export function dqRowOrder(p: Record<string, number>, cx: number, vrows: number): number[] | null {
+  if (vrows > 64) return null;
+  const P = (k: string) => p[k]!;
+  const dead = new Array<number>(vrows).fill(0);
+  for (let win = 0; win < P('nWin'); win++) {
+    const o = [Math.floor(win / (P('nww') * P('nwh'))) * P('wd'), (Math.floor(win / P('nww')) % P('nwh')) * P('wh'), (win % P('nww')) * P('ww')];
+    for (let r = 0; r < vrows; r++) {
+      let live = false;
+      for (let x = 0; x < cx && !live; x++) {
+        const t = r * cx + x;
+        if (t >= P('n')) break;
+        const d = (o[0]! + Math.floor(t / (P('wh') * P('ww'))) + P('sd')) % P('Dp');
+        const h = (o[1]! + (Math.floor(t / P('ww')) % P('wh')) + P('sh')) % P('Hp');
+        const w = (o[2]! + (t % P('ww')) + P('sw')) % P('Wp');
+        live = d < P('D') && h < P('H') && w < P('W');
+      }
+      if (!live) dead[r]!++;
+    }
+  }
+  return Array.from({ length: vrows }, (_, r) => r).sort((a, b) => dead[a]! - dead[b]! || a - b);
 }
 
 function toType(g: Tensor, dtype: Tensor['dtype']): Tensor {

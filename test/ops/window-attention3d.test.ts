@@ -11,7 +11,7 @@ import { checkOp, download, expectNoLeak, printErrorTable, randnT, upload } from
 import { type Arr, arr, makeRng } from '../ref/array';
 import { checkVjp } from '../ref/finite-diff';
 import { backward, type Runtime, type Tensor } from '../../src/index';
-import { windowAttention3d, WINDOW_ATTENTION_VARIANTS, type WindowAttentionVariant } from '../../src/ops/window-attention3d';
+import { dqRowOrder, windowAttention3d, WINDOW_ATTENTION_VARIANTS, type WindowAttentionVariant } from '../../src/ops/window-attention3d';
 import { stageRelativeIndex, windowAndShift, type Vec3 } from '../../src/models/swin3d/window-geometry';
 import { refWindowAttention, type AttentionGeometry } from '../ref/window-attention';
 
@@ -179,5 +179,24 @@ describe('windowAttention3d', () => {
     xs[4] = randnT([3 * 3 * 5, 2], makeRng(8), 0.5);
     const errs = checkVjp({ f: (a) => refAttention(a, geo).out, inputs: xs, vjp: (a, g) => refAttention(a, geo, g).grads, rng: makeRng(9), h: 1e-5 });
     for (const e of errs) expect(e).toBeLessThan(1e-6);
+  });
+});
+
+describe('rows backward: the order of dqTable query rows', () => {
+  it('is a permutation that puts rows padded in more windows last (16³ grid, window 7: 27 windows, 2 real rows per axis at the edge)', () => {
+    const p = { D: 16, H: 16, W: 16, wd: 7, wh: 7, ww: 7, nwh: 3, nww: 3, sd: 0, sh: 0, sw: 0, Dp: 21, Hp: 21, Wp: 21, n: 343, nWin: 27 };
+    const order = dqRowOrder(p, 7, 49)!;
+    expect([...order].sort((a, b) => a - b)).toEqual(Array.from({ length: 49 }, (_, i) => i));
+    // Never padding (rz, ry < 2) first; then rows padded in the 9 y-edge or the 9 z-edge windows, by
+    // row; then the 25 rows padded in all 15 edge windows.
+    expect(order.slice(0, 4)).toEqual([0, 1, 7, 8]);
+    expect(order.slice(4, 24)).toEqual([2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14, 15, 21, 22, 28, 29, 35, 36, 42, 43]);
+    expect(order.slice(24).every((r) => Math.floor(r / 7) >= 2 && r % 7 >= 2)).toBe(true);
+    // Shifted by 3: the padded rows move in the rolled frame, and the order follows them.
+    const shifted = dqRowOrder({ ...p, sd: 3, sh: 3, sw: 3 }, 7, 49)!;
+    expect(shifted).not.toEqual(order);
+    expect([...shifted].sort((a, b) => a - b)).toEqual(Array.from({ length: 49 }, (_, i) => i));
+    // More rows than the uniform holds: lane order.
+    expect(dqRowOrder(p, 7, 65)).toBeNull();
   });
 });
