@@ -1,19 +1,42 @@
-/** Sum and mean over any axes, deterministic (fixed-order tree in workgroup memory). */
+/**
+ * Sum and mean over any axes, deterministic. Kernels: `tree` (reduce.wgsl: one workgroup per output,
+ * a fixed-order tree in workgroup memory; any axes) and, for sums over leading or trailing axes on
+ * CPU adapters, `columns` (reduce_columns.wgsl: lanes own a chunk of one sum, no barriers, no index
+ * division per element). Default per adapter; REEF_REDUCE overrides.
+ */
 import code from '../../shaders/reduce.wgsl';
+import columnsCode from '../../shaders/reduce_columns.wgsl';
 import type { ShaderFile } from '../gpu/kernel.js';
 import { ReefError } from '../gpu/errors.js';
 import { empty } from '../tensor/create.js';
 import { record } from '../tensor/tape.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor/tensor.js';
-import { contiguousStrides, gridRows, normalizeAxis, pack8, sameShape } from './geometry.js';
+import { contiguousStrides, grid1d, gridRows, normalizeAxis, pack8, sameShape } from './geometry.js';
 import { scale } from './pointwise.js';
 import { expand, reshape } from './shape.js';
 import { alignedCount, bindRange, overBindingLimit, pieceRanges } from './binding-range.js';
 import type { BufferSlice } from '../gpu/runtime.js';
 
 export const REDUCE: ShaderFile = { name: 'reduce', code };
+export const REDUCE_COLUMNS: ShaderFile = { name: 'reduce_columns', code: columnsCode };
 
-function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: boolean, mean: boolean): Tensor {
+export const REDUCE_VARIANTS = ['tree', 'columns'] as const;
+export type ReduceVariant = (typeof REDUCE_VARIANTS)[number];
+/** Rows per lane of the columns kernel's first pass. */
+const COLUMN_CHUNK = 256;
+
+function reduceVariant(rt: Tensor['rt'], requested?: ReduceVariant): ReduceVariant {
+  const forced = rt.host.env('REEF_REDUCE') || undefined;
+  if (forced !== undefined && !REDUCE_VARIANTS.includes(forced as ReduceVariant)) throw new ReefError(`REEF_REDUCE=${forced}: expected ${REDUCE_VARIANTS.join(' or ')}`);
+  return requested ?? (forced as ReduceVariant | undefined) ?? (rt.caps.isCpu ? 'columns' : 'tree');
+}
+
+export interface ReduceOptions {
+  /** Kernel for sums over leading or trailing axes (others always use `tree`); default per adapter. */
+  variant?: ReduceVariant;
+}
+
+function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: boolean, mean: boolean, o: ReduceOptions = {}): Tensor {
   const op = mean ? 'mean' : 'sum';
   const all = !axes || axes.length === 0;
   const red = new Set(all ? x.shape.map((_, i) => i) : axes.map((a) => normalizeAxis(a, x.ndim, op)));
@@ -25,7 +48,12 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
   const redCount = reduced.reduce((p, i) => p * x.shape[i]!, 1);
   const out = empty(x.rt, outShape, x.dtype, op);
   if (outCount > 0) {
-    if (!overBindingLimit(x.rt, x.size * BYTES_PER_ELEMENT[x.dtype])) {
+    const leading = reduced.every((a, i) => a === i);
+    const trailing = reduced.every((a, i) => a === x.ndim - reduced.length + i);
+    if (!overBindingLimit(x.rt, x.size * BYTES_PER_ELEMENT[x.dtype]) && (leading || trailing) && redCount > 1 && reduceVariant(x.rt, o.variant) === 'columns') {
+      // Leading: value r of sum c at r·N + c; trailing: at c·R + r.
+      reduceColumns(x, out, redCount, outCount, leading ? [outCount, 1] : [1, redCount], mean ? 1 / redCount : 1);
+    } else if (!overBindingLimit(x.rt, x.size * BYTES_PER_ELEMENT[x.dtype])) {
       dispatchReduce(x, x.buffer, out.buffer, op, {
         rows: outCount,
         kept: [kept.map((i) => x.shape[i]!), kept.map((i) => strides[i]!)],
@@ -51,6 +79,22 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
     spread.dispose();
     return [scaled];
   });
+}
+
+/** N sums of R values of x, value r of sum c at r·rs + c·cs, into out[N] (times scale): the columns kernel's two passes. */
+function reduceColumns(x: Tensor, out: Tensor, R: number, N: number, [rs, cs]: [number, number], scale: number): void {
+  const rt = x.rt;
+  const K = Math.ceil(R / COLUMN_CHUNK);
+  const part = empty(rt, [K, N], 'f32', 'reduce_columns_parts');
+  const params = { R, N, L: COLUMN_CHUNK, K, rs, cs, scale };
+  const kernel = (entry: string) => ({ shader: REDUCE_COLUMNS, entry, elem: x.dtype });
+  const E = BYTES_PER_ELEMENT[x.dtype];
+  try {
+    rt.dispatch({ kernel: kernel('chunkSums'), buffers: { src: x.buffer, part: part.buffer }, params, workgroups: grid1d(K * N, 64, rt.caps.maxWorkgroupsPerDimension), work: { flops: R * N, bytes: R * N * E + K * N * 4 } });
+    rt.dispatch({ kernel: kernel('finish'), buffers: { part: part.buffer, dst: out.buffer }, params, workgroups: grid1d(N, 64, rt.caps.maxWorkgroupsPerDimension), work: { flops: K * N, bytes: K * N * 4 + N * E } });
+  } finally {
+    part.dispose();
+  }
 }
 
 interface ReduceGeometry {
@@ -158,13 +202,13 @@ function reduceLeadingInPieces(x: Tensor, out: Tensor, C: number, R: number, mea
 }
 
 /** Sum over `axes` (all when omitted or empty). */
-export function sum(x: Tensor, axes?: readonly number[], keepDims = false): Tensor {
-  return reduceAxes(x, axes, keepDims, false);
+export function sum(x: Tensor, axes?: readonly number[], keepDims = false, o: ReduceOptions = {}): Tensor {
+  return reduceAxes(x, axes, keepDims, false, o);
 }
 
 /** Mean over `axes` (all when omitted or empty). */
-export function mean(x: Tensor, axes?: readonly number[], keepDims = false): Tensor {
-  return reduceAxes(x, axes, keepDims, true);
+export function mean(x: Tensor, axes?: readonly number[], keepDims = false, o: ReduceOptions = {}): Tensor {
+  return reduceAxes(x, axes, keepDims, true, o);
 }
 
 /** Sums a broadcast result back to `shape` (the backward of broadcasting). */

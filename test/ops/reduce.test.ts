@@ -13,6 +13,7 @@ import { arr, makeRng } from '../ref/array';
 import * as R from '../ref/ops';
 import * as G from '../ref/grads';
 import { backward, mean, ReefError, sum, sumTo, type Runtime, type Tensor } from '../../src/index';
+import { REDUCE_VARIANTS } from '../../src/ops/reduce';
 
 const rt: Runtime = await testRuntime();
 afterAll(() => printErrorTable('reduce'));
@@ -28,6 +29,8 @@ interface RCase {
   shape: number[];
   axes?: number[];
   keepDims?: boolean;
+  /** Added to every input value. */
+  offset?: number;
 }
 
 const CASES: RCase[] = [
@@ -84,6 +87,42 @@ describe.each([['sum'], ['mean']] as const)('%s', (name) => {
     } finally {
       x.dispose();
     }
+  });
+});
+
+/** Sums over leading or trailing axes have two kernels (tree; columns, the CPU default): both, on each shape. */
+const LEADING: RCase[] = [
+  { shape: [5, 7, 3], axes: [0] },
+  { shape: [5, 7, 3], axes: [2] },
+  { shape: [4, 12, 9, 10, 11], axes: [2, 3, 4], keepDims: true }, // an instance norm's spatial mean: 990 values each
+  { shape: [3, 70001], axes: [1] }, // trailing, a last chunk of 113
+  { shape: [65, 127], axes: [-2] },
+  { shape: [127, 65, 33], axes: [0, 1], keepDims: true },
+  { shape: [16384, 12], axes: [0] }, // a bias gradient: 64 chunks of 256 rows per column
+  { shape: [70001, 3], axes: [0] }, // a last chunk of 113 rows
+  // All axes: one column of 272k rows. Values of mean 1: the error is relative to |sum|, and a sum of
+  // 272k standard normals (~500) would measure their cancellation rather than the kernel.
+  { shape: [127, 65, 33], offset: 1 },
+];
+describe.each(REDUCE_VARIANTS.flatMap((v) => [['sum', v], ['mean', v]] as const))('%s over leading or trailing axes (%s kernel)', (name, variant) => {
+  LEADING.forEach((c, i) => {
+    it(label(c), async () => {
+      const rng = makeRng(300 + i);
+      const axes = c.axes ?? [];
+      const x = randnT(c.shape, rng);
+      for (let k = 0; k < x.data.length; k++) x.data[k]! += c.offset ?? 0;
+      await checkOp(rt, {
+        op: `${name} ${variant}`,
+        inputs: [x],
+        names: ['x'],
+        rng,
+        gpu: ([t]) => (name === 'sum' ? sum(t!, c.axes, c.keepDims, { variant }) : mean(t!, c.axes, c.keepDims, { variant })),
+        ref: ([r]) => (name === 'sum' ? R.sum(r!, axes, c.keepDims) : R.mean(r!, axes, c.keepDims)),
+        vjp: ([r], g) => [name === 'sum' ? G.sumBackward(g, r!.shape, axes, c.keepDims) : G.meanBackward(g, r!.shape, axes, c.keepDims)],
+        bound: SUM_FWD,
+        gradBound: name === 'sum' ? SUM_GRAD : MEAN_GRAD,
+      });
+    });
   });
 });
 
