@@ -55,6 +55,8 @@ export interface PretrainOptions {
   preparedCache?: string;
   /** The loader's worker script; default the bundled scan-worker.mjs beside this module (none when run from source). */
   scanWorkerScript?: URL | null;
+  /** Called after each step is recorded (and checkpointed, when due): progress for an embedding app, or a test's cue. */
+  onStep?: (step: number) => void | Promise<void>;
 }
 
 /** The worker entry built beside the CLI bundle (scripts/build.mjs), or null when running from source. */
@@ -226,6 +228,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
           break;
         }
         if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0) await save(done);
+        await o.onStep?.(done);
       }
       bar?.stop();
       if (lastSaved !== finished) await save(finished);

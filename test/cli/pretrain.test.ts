@@ -3,11 +3,14 @@
  * (config, metrics.jsonl with every term, loss.svg, checkpoints named by latest.json, the exported
  * backbone in MONAI names), a run stopped after step 2 and resumed giving bitwise the metrics of an
  * uninterrupted run (timings aside), and bad data: an empty folder, a corrupt NIfTI, a NaN volume and
- * a volume smaller than a crop each named in a clear message.
+ * a volume smaller than a crop each named in a clear message, and the scan workers lost mid-run (the
+ * finished steps checkpointed, the run resumed after).
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime';
 import { runPretrain, runSummary, type PretrainOptions } from '../../src/cli/pretrain';
@@ -20,6 +23,7 @@ import { fileSource } from '../../src/io/node-file';
 import { testRuntime } from '../support/runtime';
 import { metricsWithoutTimings } from '../support/run-metrics';
 
+const repoRoot = resolve(__dirname, '../..');
 let rt: Runtime;
 let root: string;
 beforeAll(async () => {
@@ -130,6 +134,48 @@ describe('reef pretrain', () => {
     await mkdir(allBad);
     await writeFile(join(allBad, 'x.nii'), Buffer.from('garbage'));
     await expect(runPretrain(rt, base(join(root, 'r3'), { data: allBad, log: () => {} }))).rejects.toThrow(/none of the 1 volume\(s\) could be used/);
+  });
+
+  it('a data failure mid-run (the scan workers lost): finished steps are checkpointed, the error names the job, and a resume matches an uninterrupted run', async () => {
+    const data = join(root, 'lost-data');
+    await mkdir(data);
+    for (const seed of [6, 7]) await writeFile(join(data, `p${seed}.nii`), encodeNifti1(makePhantom({ shape: [40, 40, 40], spacing: [1.5, 1.5, 1.5], seed }), { dtype: 'float32' }));
+    const opts = { data, steps: 4, checkpointEvery: 0 };
+    const straight = join(root, 'lost-straight');
+    expect(await runPretrain(rt, base(straight, { ...opts, loaderWorkers: 0 }))).toBe(0);
+    const records = await metricsWithoutTimings(straight);
+
+    // The real worker, bundled as the CLI ships it, wrapped so that it dies on every crop job once
+    // the marker exists; the pool replaces it, loses the job again and gives up naming it.
+    const workerDir = await mkdtemp(join(repoRoot, 'node_modules', '.reef-test-'));
+    try {
+      const worker = join(workerDir, 'scan-worker.mjs');
+      await build({ entryPoints: [join(repoRoot, 'src/train/scan-worker.ts')], bundle: true, format: 'esm', platform: 'node', target: 'node20', packages: 'external', outfile: worker, logLevel: 'warning' });
+      const mark = join(workerDir, 'die');
+      const wrapper = join(workerDir, 'die-when-marked.mjs');
+      await writeFile(wrapper, `import ${JSON.stringify(pathToFileURL(worker).href)};
+import { parentPort } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+parentPort.on('message', (job) => { if (job.kind === 'cut' && existsSync(${JSON.stringify(mark)})) process.exit(6); });
+`);
+      const broken = join(root, 'lost-broken');
+      const viaWorkers = { ...opts, loaderWorkers: 1, scanWorkerScript: pathToFileURL(wrapper) };
+      const onStep = async (step: number) => {
+        if (step === 1) await writeFile(mark, '');
+      };
+      await expect(runPretrain(rt, base(broken, { ...viaWorkers, onStep }))).rejects.toThrow(/scan worker 0 exited \(code 6\) while cutting image \d of step \d from .*p[67]\.nii, twice/);
+      // Step 2's crops were cut before the marker appeared; later ones were not. What finished is kept.
+      const latest = JSON.parse(await readFile(join(broken, 'latest.json'), 'utf8')) as { step: number };
+      expect(latest.step).toBeGreaterThanOrEqual(1);
+      expect(latest.step).toBeLessThan(4);
+      expect(await metricsWithoutTimings(broken)).toEqual(records.slice(0, latest.step));
+
+      await rm(mark);
+      expect(await runPretrain(rt, { ...base(broken, viaWorkers), out: undefined, resume: broken, steps: 0 })).toBe(0);
+      expect(await metricsWithoutTimings(broken)).toEqual(records);
+    } finally {
+      await rm(workerDir, { recursive: true, force: true });
+    }
   });
 
   it('summarises a run by its first and last 20 steps, or its halves when shorter, and the last 100', () => {
