@@ -133,7 +133,7 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
   // lost since is passed over in place instead of shifting every later step's scans.
   const scansPath = join(runRoot, 'scans.json');
   const saved = o.resume ? await readScanList(scansPath) : null;
-  const loader = await ScanLoader.open(saved ?? config.volumes, { minSide: r.globalSide, workerScript: workers > 0 ? script : null, workers, maxBytes: o.dataCacheBytes, keepListed: saved !== null, ...(o.preparedCache ? { cacheDir: resolve(o.preparedCache) } : {}), log });
+  const loader = await ScanLoader.open(saved ?? config.volumes, { minSide: r.globalSide, workerScript: workers > 0 ? script : null, workers, maxBytes: o.dataCacheBytes, keepListed: saved !== null, lazy: saved !== null, ...(o.preparedCache ? { cacheDir: resolve(o.preparedCache) } : {}), log });
   try {
     if (!saved) await writeFileAtomic(scansPath, `${JSON.stringify({ usable: loader.usable, skipped: loader.skipped }, null, 2)}\n`);
     return await train(loader);
@@ -143,7 +143,9 @@ export async function runPretrain(rt: Runtime, o: PretrainOptions): Promise<numb
 
   async function train(loader: ScanLoader): Promise<number> {
     const accumulate = spec.accumulate ?? 1;
-    log(`data: ${loader.usable.length} scan(s) read ${workers > 0 ? `and cropped by ${workers} worker thread(s)` : 'and cropped on the main thread'}, ${fmtBytes(loader.cachedBytes)} of resampled scans in memory (budget ${fmtBytes(loader.maxBytes)})`);
+    const where = workers > 0 ? `by ${workers} worker thread(s)` : 'on the main thread';
+    if (saved) log(`data: the run's ${loader.usable.length} scan(s) (${scansPath}), read and cropped ${where} as steps need them (memory budget ${fmtBytes(loader.maxBytes)})`);
+    else log(`data: ${loader.usable.length} scan(s) read and cropped ${where}, ${fmtBytes(loader.cachedBytes)} of resampled scans in memory (budget ${fmtBytes(loader.maxBytes)})`);
     log(`pretraining ${describeConfig(model)} (${config.preset}) on ${loader.usable.length} volume(s), ${config.steps} steps of ${accumulate > 1 ? `${accumulate} × ` : ''}${r.batch} × (2 × ${r.globalSide}³ + ${r.locals} × ${r.localSide}³), ${rt.describe()}`);
     const trainer = new DinoTrainer(rt, trainerOptions);
     log(`activations ${trainer.activations}${trainer.lossScaler ? ` (f32 master weights, loss scale from ${trainer.lossScaler.scale})` : ''}`);

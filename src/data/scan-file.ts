@@ -33,6 +33,17 @@ export async function loadScan(path: string, log: (line: string) => void = () =>
   return folder ? loadDicomSeries(path, log) : loadNifti(path);
 }
 
+/** Why a listed scan can no longer be read (its file or folder is gone), or null if it is there; cheap, reads nothing. */
+export async function scanMissing(path: string): Promise<string | null> {
+  if (path.startsWith('phantom:')) return null;
+  try {
+    const st = await stat(path);
+    return st.isFile() || st.isDirectory() ? null : 'not a file or folder';
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? String(e);
+  }
+}
+
 /** Load, resample, index and check one scan; errors name it. */
 export async function prepareScan(path: string, o: ScanPrepareOptions, log: (line: string) => void = () => {}): Promise<CropSource> {
   const spacing = [DEFAULT_SPACING_MM, DEFAULT_SPACING_MM, DEFAULT_SPACING_MM];

@@ -8,7 +8,8 @@
  *
  * `open` reads every scan once: bad files are reported and skipped at the start, not hours in, and
  * the usable list is fixed before step 0 (a run directory keeps it, and a resumed run opens that
- * list with `keepListed`, so a scan lost since does not shift every later step). A scan that fails
+ * list with `keepListed`, so a scan lost since does not shift every later step, and `lazy`, so that
+ * it only checks the files are there and reads each when a step needs it). A scan that fails
  * later (changed or removed during the run) is reported once and its images come from the next
  * usable scan; which steps see that depends on when it is next read, so only unchanging files give
  * bitwise-repeatable runs. A dead worker is not a bad scan: the pool replaces it, and a job it
@@ -16,7 +17,7 @@
  */
 import { DataError } from '../data/errors.js';
 import type { CropSource } from '../data/crops.js';
-import { prepareScan, type ScanPrepareOptions } from '../data/scan-file.js';
+import { prepareScan, scanMissing, type ScanPrepareOptions } from '../data/scan-file.js';
 import { ScanWorkerError, ScanWorkers } from './scan-workers.js';
 import { VolumeCache } from '../data/volume-cache.js';
 import { batchMasks, batchSizes, cutImage, stepImages, type BatchSpec } from './pretrain-batch.js';
@@ -35,6 +36,12 @@ export interface ScanLoaderOptions extends ScanPrepareOptions {
   jobTimeoutMs?: number;
   /** Keep every listed scan in `usable` even if it fails now (a resumed run's saved list): it is reported and passed over like a scan lost mid-run. */
   keepListed?: boolean;
+  /**
+   * With `keepListed`: do not read the scans at open, only check that each file is still there; each
+   * is read when a step first needs it. A resumed run's list was read through when the run began,
+   * and reading a big folder again would hold up the resumption for minutes.
+   */
+  lazy?: boolean;
   log?: (line: string) => void;
 }
 
@@ -58,6 +65,10 @@ export class ScanLoader {
 
   /** Reads every listed scan once (as many at a time as there are workers), reporting and dropping bad ones. */
   static async open(paths: readonly string[], o: ScanLoaderOptions): Promise<ScanLoader> {
+    if (o.lazy) {
+      if (!o.keepListed) throw new DataError('ScanLoader: lazy opening is for a saved list (keepListed)');
+      return ScanLoader.openListed(paths, o);
+    }
     const loader = new ScanLoader(o);
     const reasons = new Array<string | null>(paths.length).fill(null);
     let next = 0;
@@ -96,6 +107,24 @@ export class ScanLoader {
     if (loader.usable.length === loader.failed.size) {
       await loader.close();
       throw new DataError(`none of the ${paths.length} volume(s) could be used (see the messages above)`);
+    }
+    return loader;
+  }
+
+  /** A saved list, read later: files gone since are reported now and passed over in place. */
+  private static async openListed(paths: readonly string[], o: ScanLoaderOptions): Promise<ScanLoader> {
+    const loader = new ScanLoader(o);
+    loader.usable = [...paths];
+    const found = await Promise.all(paths.map(scanMissing));
+    found.forEach((reason, i) => {
+      if (reason === null) return;
+      loader.skipped.push({ path: paths[i]!, reason: `listed when the run began, now ${reason}` });
+      loader.failed.add(i);
+      loader.log(`skipping ${paths[i]}: listed when the run began, now ${reason} (its images come from the next scan)`);
+    });
+    if (loader.failed.size === paths.length) {
+      await loader.close();
+      throw new DataError(`none of the ${paths.length} listed volume(s) is there any more (see the messages above)`);
     }
     return loader;
   }

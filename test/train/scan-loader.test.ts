@@ -142,20 +142,33 @@ describe('ScanLoader', () => {
   });
 
   it('a resumed run opens its saved list as is: a scan gone since is passed over in place, not dropped from the list', async () => {
-    const listed = [good[0]!, join(dir, 'gone.nii'), good[2]!];
-    const lines: string[] = [];
-    const loader = await ScanLoader.open(listed, { minSide: 20, workerScript: null, keepListed: true, log: (l) => lines.push(l) });
-    try {
-      expect(loader.usable).toEqual(listed);
-      expect(loader.skipped.map((s) => s.path)).toEqual([listed[1]]);
-      expect(lines).toHaveLength(1);
-      const spec = { ...SPEC, batch: 1, accumulate: 1 };
-      const sources = await Promise.all([good[0]!, good[2]!].map((p) => prepareScan(p, { minSide: 20 })));
-      // Step 1's image comes from scan 1, gone: scan 2 stands in; step 2 is scan 2's own.
-      for (const step of [0, 1, 2]) expectSameBatches(await loader.batches(step, spec), makeBatches([sources[0]!, sources[1]!, sources[1]!], step, spec));
-    } finally {
-      await loader.close();
+    const corrupt = join(dir, 'corrupt-since.nii');
+    await writeFile(corrupt, Buffer.from('was a scan once'));
+    const listed = [good[0]!, join(dir, 'gone.nii'), good[2]!, corrupt];
+    const spec = { ...SPEC, batch: 1, accumulate: 1 };
+    const sources = await Promise.all([good[0]!, good[2]!].map((p) => prepareScan(p, { minSide: 20 })));
+    // Read through at open, or (lazy, as a resumed run opens) only checked to be there and read when a step needs it.
+    for (const lazy of [false, true]) {
+      const lines: string[] = [];
+      const loader = await ScanLoader.open(listed, { minSide: 20, workerScript: null, keepListed: true, lazy, log: (l) => lines.push(l) });
+      try {
+        expect(loader.usable).toEqual(listed);
+        expect(loader.skipped.map((s) => s.path)).toEqual(lazy ? [listed[1]] : [listed[1], corrupt]);
+        expect(lines.join('\n')).toMatch(lazy ? /^skipping .*gone\.nii: listed when the run began, now ENOENT/ : /gone\.nii/);
+        expect(lines).toHaveLength(lazy ? 1 : 2);
+        expect(loader.cachedBytes === 0).toBe(lazy);
+        // Step 1's image comes from scan 1, gone: scan 2 stands in; step 2 is scan 2's own; step 3's
+        // scan no longer reads (reported then, when lazy) and scan 0 stands in.
+        const expected = [sources[0]!, sources[1]!, sources[1]!, sources[0]!];
+        for (const step of [0, 1, 2, 3]) expectSameBatches(await loader.batches(step, spec), makeBatches(expected, step, spec));
+        expect(lines).toHaveLength(2);
+        expect(lines[1]).toMatch(/corrupt-since\.nii/);
+      } finally {
+        await loader.close();
+      }
     }
+    await expect(ScanLoader.open([join(dir, 'gone.nii')], { minSide: 20, workerScript: null, keepListed: true, lazy: true, log: () => {} })).rejects.toThrow(/none of the 1 listed volume\(s\) is there any more/);
+    await expect(ScanLoader.open(good, { minSide: 20, workerScript: null, lazy: true })).rejects.toThrow(/lazy opening is for a saved list/);
   });
 
   it('a worker that dies is replaced and its job sent again: the batch is unchanged and no scan is blamed', async () => {
