@@ -18,7 +18,7 @@
  *    batch's teacher mean, teacher momentum 0.99 held (0.99 → 1 turned sooner, 0.996 barely moves
  *    the teacher in a few hundred steps);
  *  - a peak lr of 7.8e-4 at batch 2 (base 0.1 per 256 images; 2e-3 collapsed into one prototype).
- * With these the DINO loss falls to ~0.68× its start by step 150, rises back to ~0.85× and levels
+ * With these the DINO loss falls to ~0.68× its start by step 150, rises back to ~0.85–0.9× and levels
  * there; the teacher stays at ~0.8 ln K with over 100 distinct argmax prototypes (seeds 0 and 1).
  */
 import { ReefError } from '../gpu/errors.js';
