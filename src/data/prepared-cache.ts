@@ -9,7 +9,7 @@
  * entry that cannot be read is a miss (rewritten), never an error.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Volume } from './nifti.js';
 
@@ -47,26 +47,45 @@ export async function preparedCacheFile(dir: string, path: string, spacing: read
 
 /** The cached resampled volume, or null when there is none or it cannot be read. */
 export async function readPrepared(file: string, name: string): Promise<Volume | null> {
-  let bytes: Buffer;
+  let handle: FileHandle;
   try {
-    bytes = await readFile(file);
+    handle = await open(file, 'r');
   } catch {
     return null;
   }
   try {
-    if (bytes.subarray(0, MAGIC.length).toString('latin1') !== MAGIC) return null;
-    const headerLength = bytes.readUInt32LE(MAGIC.length);
-    const start = MAGIC.length + 4;
-    const h = JSON.parse(bytes.subarray(start, start + headerLength).toString('utf8')) as Header;
+    const size = (await handle.stat()).size;
+    // Header first, then the voxels straight into the volume's own array: one copy of a scan in
+    // memory, not the file's bytes and a copy beside them.
+    const lead = await readExactly(handle, Buffer.alloc(MAGIC.length + 4), 0);
+    if (!lead || lead.subarray(0, MAGIC.length).toString('latin1') !== MAGIC) return null;
+    const headerLength = lead.readUInt32LE(MAGIC.length);
+    const start = lead.length;
+    if (start + headerLength > size) return null;
+    const json = await readExactly(handle, Buffer.alloc(headerLength), start);
+    if (!json) return null;
+    const h = JSON.parse(json.toString('utf8')) as Header;
     const dataStart = start + headerLength;
     const count = h.shape[0] * h.shape[1] * h.shape[2];
-    if (dataStart % 4 !== 0 || bytes.length !== dataStart + count * 4) return null;
-    // Copied out, so the volume owns an aligned buffer of exactly its size.
-    const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset + dataStart, bytes.byteOffset + dataStart + count * 4));
+    if (!Number.isSafeInteger(count) || count < 0 || dataStart % 4 !== 0 || size !== dataStart + count * 4) return null;
+    const data = new Float32Array(count);
+    if (!(await readExactly(handle, new Uint8Array(data.buffer), dataStart))) return null;
     return { data, shape: h.shape, spacing: h.spacing, affine: h.affine, dtype: h.dtype, name };
   } catch {
     return null;
+  } finally {
+    await handle.close();
   }
+}
+
+/** Fills `into` from `position` on (in pieces: one read takes at most 2 GiB); null if the file ends first. */
+async function readExactly<T extends Uint8Array>(handle: FileHandle, into: T, position: number): Promise<T | null> {
+  for (let done = 0; done < into.length; ) {
+    const { bytesRead } = await handle.read(into, done, Math.min(into.length - done, 2 ** 30), position + done);
+    if (bytesRead === 0) return null;
+    done += bytesRead;
+  }
+  return into;
 }
 
 /** Writes the entry under a temporary name and renames it into place (a reader never sees half of one). */

@@ -59,7 +59,11 @@ describe('prepared-scan cache', () => {
     await prepareScan(scan, { minSide: 16, cacheDir });
     const file = await preparedCacheFile(cacheDir, scan, [1.5, 1.5, 1.5]);
     const whole = await readFile(file);
-    for (const damaged of [whole.subarray(0, whole.length - 4), Buffer.from('REEF-PREPARED-1\n\xff\xff\xff\xff{'), Buffer.from('something else')]) {
+    // Cut short, with bytes after the voxels, a header longer than the file, a header that is not JSON, not an entry.
+    const headerEnd = 'REEF-PREPARED-1\n'.length + 4;
+    const badJson = Buffer.from(whole);
+    badJson[headerEnd] = 0x21;
+    for (const damaged of [whole.subarray(0, whole.length - 4), Buffer.concat([whole, Buffer.alloc(4)]), Buffer.from('REEF-PREPARED-1\n\xff\xff\xff\xff{'), badJson, Buffer.from('something else')]) {
       await writeFile(file, damaged);
       expect(await readPrepared(file, scan)).toBeNull();
       expect(same((await prepareScan(scan, { minSide: 16, cacheDir })).volume.data, plain.volume.data)).toBe(true);
