@@ -47,19 +47,20 @@ export async function scanMissing(path: string): Promise<string | null> {
 /** Load, resample, index and check one scan; errors name it. */
 export async function prepareScan(path: string, o: ScanPrepareOptions, log: (line: string) => void = () => {}): Promise<CropSource> {
   const spacing = [DEFAULT_SPACING_MM, DEFAULT_SPACING_MM, DEFAULT_SPACING_MM];
+  const phantom = path.startsWith('phantom:');
+  const fresh = async () =>
+    resampleVolume(phantom ? makePhantom({ shape: [o.minSide + 24, o.minSide + 24, o.minSide + 16], spacing: [1.5, 1.5, 1.5], seed: Number(path.slice(8)) }) : await loadScan(path, log), spacing);
   let resampled: Volume;
-  if (path.startsWith('phantom:')) {
-    resampled = resampleVolume(makePhantom({ shape: [o.minSide + 24, o.minSide + 24, o.minSide + 16], spacing: [1.5, 1.5, 1.5], seed: Number(path.slice(8)) }), spacing);
-  } else if (o.cacheDir) {
+  if (o.cacheDir && !phantom) {
     const file = await preparedCacheFile(o.cacheDir, path, spacing).catch(() => null); // unreadable source: loadScan says why
     const cached = file ? await readPrepared(file, path) : null;
-    resampled = cached ?? resampleVolume(await loadScan(path, log), spacing);
+    resampled = cached ?? (await fresh());
     if (!cached && file) {
       // A full disk costs speed next time, not this run.
       await writePrepared(file, resampled, path).catch((e: unknown) => log(`${path}: resampled scan not cached in ${o.cacheDir} (${e instanceof Error ? e.message : String(e)})`));
     }
   } else {
-    resampled = resampleVolume(await loadScan(path, log), spacing);
+    resampled = await fresh();
   }
   const src = prepareCropSource(resampled); // refuses NaN/infinite values and scans with no body, naming the file
   checkCropFits(src.volume, o.minSide);
