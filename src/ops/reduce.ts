@@ -48,12 +48,13 @@ function reduceAxes(x: Tensor, axes: readonly number[] | undefined, keepDims: bo
   const redCount = reduced.reduce((p, i) => p * x.shape[i]!, 1);
   const out = empty(x.rt, outShape, x.dtype, op);
   if (outCount > 0) {
+    const fits = !overBindingLimit(x.rt, x.size * BYTES_PER_ELEMENT[x.dtype]);
     const leading = reduced.every((a, i) => a === i);
     const trailing = reduced.every((a, i) => a === x.ndim - reduced.length + i);
-    if (!overBindingLimit(x.rt, x.size * BYTES_PER_ELEMENT[x.dtype]) && (leading || trailing) && redCount > 1 && reduceVariant(x.rt, o.variant) === 'columns') {
+    if (fits && (leading || trailing) && redCount > 1 && reduceVariant(x.rt, o.variant) === 'columns') {
       // Leading: value r of sum c at r·N + c; trailing: at c·R + r.
       reduceColumns(x, out, redCount, outCount, leading ? [outCount, 1] : [1, redCount], mean ? 1 / redCount : 1);
-    } else if (!overBindingLimit(x.rt, x.size * BYTES_PER_ELEMENT[x.dtype])) {
+    } else if (fits) {
       dispatchReduce(x, x.buffer, out.buffer, op, {
         rows: outCount,
         kept: [kept.map((i) => x.shape[i]!), kept.map((i) => strides[i]!)],
