@@ -91,8 +91,7 @@ export class ScanWorkers {
   private send(p: Pending, why: string): void {
     const w = this.leastBusy();
     if (w < 0) {
-      clearTimeout(p.watchdog);
-      this.pending.delete(p.job.id);
+      this.drop(p);
       p.reject(new ScanWorkerError(`scan workers: none left ${describeJob(p.job)} (${why})`));
       return;
     }
@@ -121,11 +120,16 @@ export class ScanWorkers {
   private settle(reply: ScanReply): void {
     const p = this.pending.get(reply.id);
     if (!p) return;
-    this.pending.delete(reply.id);
-    clearTimeout(p.watchdog);
+    this.drop(p);
     this.slots[p.worker]!.inFlight--;
     if (reply.ok) p.resolve(reply);
     else p.reject(new DataError(reply.message));
+  }
+
+  /** Forgets a job about to be settled: no more watchdog, no more resends. */
+  private drop(p: Pending): void {
+    clearTimeout(p.watchdog);
+    this.pending.delete(p.job.id);
   }
 
   /** Worker w died ('error' then 'exit' both come here; the second is ignored). */
@@ -137,8 +141,7 @@ export class ScanWorkers {
     const orphans = [...this.pending.values()].filter((p) => p.worker === w);
     if (this.closed) {
       for (const p of orphans) {
-        clearTimeout(p.watchdog);
-        this.pending.delete(p.job.id);
+        this.drop(p);
         p.reject(new DataError('scan workers: the pool is closed'));
       }
       return;
@@ -150,8 +153,7 @@ export class ScanWorkers {
     const reason = `scan worker ${w} ${why}`;
     for (const p of orphans) {
       if (p.sends >= 2) {
-        clearTimeout(p.watchdog);
-        this.pending.delete(p.job.id);
+        this.drop(p);
         p.reject(new ScanWorkerError(`${reason} while ${describeJob(p.job)}, twice`));
       } else {
         this.send(p, reason);
