@@ -8,9 +8,8 @@
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../src/gpu/runtime';
 import { runPretrain, runSummary, type PretrainOptions } from '../../src/cli/pretrain';
@@ -22,8 +21,8 @@ import { readHeader } from '../../src/io/safetensors';
 import { fileSource } from '../../src/io/node-file';
 import { testRuntime } from '../support/runtime';
 import { metricsWithoutTimings } from '../support/run-metrics';
+import { bundleScanWorker } from '../support/scan-worker-bundle';
 
-const repoRoot = resolve(__dirname, '../..');
 let rt: Runtime;
 let root: string;
 beforeAll(async () => {
@@ -147,13 +146,11 @@ describe('reef pretrain', () => {
 
     // The real worker, bundled as the CLI ships it, wrapped so that it dies on every crop job once
     // the marker exists; the pool replaces it, loses the job again and gives up naming it.
-    const workerDir = await mkdtemp(join(repoRoot, 'node_modules', '.reef-test-'));
+    const { dir: workerDir, worker } = await bundleScanWorker();
     try {
-      const worker = join(workerDir, 'scan-worker.mjs');
-      await build({ entryPoints: [join(repoRoot, 'src/train/scan-worker.ts')], bundle: true, format: 'esm', platform: 'node', target: 'node20', packages: 'external', outfile: worker, logLevel: 'warning' });
       const mark = join(workerDir, 'die');
       const wrapper = join(workerDir, 'die-when-marked.mjs');
-      await writeFile(wrapper, `import ${JSON.stringify(pathToFileURL(worker).href)};
+      await writeFile(wrapper, `import ${JSON.stringify(worker.href)};
 import { parentPort } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 parentPort.on('message', (job) => { if (job.kind === 'cut' && existsSync(${JSON.stringify(mark)})) process.exit(6); });

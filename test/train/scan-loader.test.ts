@@ -7,9 +7,8 @@
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeNifti1 } from '../../src/data/nifti-write';
 import { makePhantom } from '../../src/data/phantom';
@@ -17,20 +16,16 @@ import { prepareScan } from '../../src/data/scan-file';
 import { makeBatches, type BatchSpec } from '../../src/train/pretrain-batch';
 import { ScanLoader } from '../../src/train/scan-loader';
 import type { DinoBatch } from '../../src/train/dino-trainer';
+import { bundleScanWorker } from '../support/scan-worker-bundle';
 
-const root = resolve(__dirname, '../..');
 let dir: string;
 let workerDir: string;
 let worker: URL;
 const good: string[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'reef-loader-'));
-  // The worker runs bundled JavaScript, as under the CLI (scripts/build.mjs builds the same entry),
-  // from a folder inside the checkout so that it finds its npm dependencies.
-  workerDir = await mkdtemp(join(root, 'node_modules', '.reef-test-'));
-  const out = join(workerDir, 'scan-worker.mjs');
-  await build({ entryPoints: [join(root, 'src/train/scan-worker.ts')], bundle: true, format: 'esm', platform: 'node', target: 'node20', packages: 'external', outfile: out, logLevel: 'warning' });
-  worker = pathToFileURL(out);
+  // The worker runs bundled JavaScript, as under the CLI.
+  ({ dir: workerDir, worker } = await bundleScanWorker());
   for (let i = 0; i < 3; i++) {
     const path = join(dir, `good-${i}.nii`);
     // Odd shapes and anisotropic spacing, so the resampling is part of what is compared.
